@@ -1,0 +1,25 @@
+/* gemm.h: the matrix multiply every heavy op stands on (linear, matmul, conv).
+ *
+ *   C[m, n] = op(A)[m, k] @ op(B)[k, n] + beta * C[m, n]
+ * row-major; op(X) = X or its transpose; lda/ldb/ldc are row strides in elements.
+ * beta is 0 (overwrite; C may hold garbage, even NaN) or 1 (accumulate).
+ * Splits work over the thread pool itself (inline when called from a worker).
+ * NOTE: each C element is summed over k in an order fixed by the shapes alone,
+ * never by the thread count, so results are bit-identical for any thread count. */
+#ifndef TG_GEMM_H
+#define TG_GEMM_H
+
+#include <stdint.h>
+
+#include "../core/dtype.h"
+
+void tg_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                 const float *a, int64_t lda, const float *b, int64_t ldb,
+                 float beta, float *c, int64_t ldc);
+
+/* The same with bfloat16 A and B and float32 C (mixed precision). */
+void tg_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
+                  const tg_bf16 *a, int64_t lda, const tg_bf16 *b, int64_t ldb,
+                  float beta, float *c, int64_t ldc);
+
+#endif

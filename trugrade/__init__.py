@@ -1,0 +1,14 @@
+"""trugrade: train, measure and ship image models, with the engine in C (trugrade._C)."""
+from .errors import (ConfigError, DatasetError, DecodeError, DTypeError, OutOfMemoryError, ShapeError,
+                     TrugradeError, TrugradeIOError, TrugradeValueError, UnsupportedError)
+from . import _C
+from . import ops
+from .tensor import Tensor, get_num_threads, set_num_threads
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
+    "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
+    "Tensor", "ops", "get_num_threads", "set_num_threads",
+]
