@@ -1,0 +1,8 @@
+"""trugrade.bench: benchmarks printed side by side with PyTorch, as ratios.
+
+`python -m trugrade.bench ops` (and `make bench`). Each section module here times
+trugrade and asks its PyTorch twin in the repository's bench/ folder (run in a
+subprocess with PyTorch's best environment: OPENBLAS_CORETYPE unset,
+OPENBLAS_NUM_THREADS=1, 2 threads, channels_last) for the same measurement.
+Nothing here imports torch.
+"""
