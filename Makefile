@@ -4,6 +4,8 @@ PYTHON ?= python3
 CC ?= gcc
 CORE_SOURCES := $(shell find csrc -name '*.c' -not -path 'csrc/python/*' -not -path 'csrc/tests/*' -not -path 'csrc/fuzz/*' | sort)
 C_TESTS := $(wildcard tests/c/test_*.c)
+C_TEST_SUPPORT := tests/c/alloc_count.c
+WRAP_FLAGS := -Wl,--wrap=malloc -Wl,--wrap=calloc -Wl,--wrap=realloc -Wl,--wrap=posix_memalign
 PKG_LIBS = $(shell pkg-config --cflags --libs openblas libpng libjpeg yaml-0.1)
 C_FLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread -g
 SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
@@ -18,13 +20,13 @@ demo: setup
 
 test: setup test-c test-c-asan test-py
 
-build/c/%: tests/c/%.c $(CORE_SOURCES) $(wildcard csrc/*/*.h)
+build/c/%: tests/c/%.c $(C_TEST_SUPPORT) $(CORE_SOURCES) $(wildcard csrc/*/*.h)
 	@mkdir -p build/c
-	$(CC) $(C_FLAGS) -O2 -o $@ $< $(CORE_SOURCES) $(PKG_LIBS) -lm
+	$(CC) $(C_FLAGS) -O2 -o $@ $< $(C_TEST_SUPPORT) $(CORE_SOURCES) $(PKG_LIBS) $(WRAP_FLAGS) -lm
 
-build/c-asan/%: tests/c/%.c $(CORE_SOURCES) $(wildcard csrc/*/*.h)
+build/c-asan/%: tests/c/%.c $(C_TEST_SUPPORT) $(CORE_SOURCES) $(wildcard csrc/*/*.h)
 	@mkdir -p build/c-asan
-	$(CC) $(C_FLAGS) $(SAN_FLAGS) -o $@ $< $(CORE_SOURCES) $(PKG_LIBS) -lm
+	$(CC) $(C_FLAGS) $(SAN_FLAGS) -o $@ $< $(C_TEST_SUPPORT) $(CORE_SOURCES) $(PKG_LIBS) $(WRAP_FLAGS) -lm
 
 test-c: $(patsubst tests/c/%.c,build/c/%,$(C_TESTS))
 	@for t in $^; do echo "== $$t"; $$t || exit 1; done

@@ -32,6 +32,9 @@ class Tensor(_C.Tensor):
         return f"trugrade.Tensor(shape={self.shape}, dtype={self.dtype})"
 
 
+_C._set_result_type(Tensor)
+
+
 def set_num_threads(count):
     """Sets how many threads trugrade's kernels use (OpenBLAS is set to match)."""
     _C.set_num_threads(int(count))

@@ -17,6 +17,7 @@ int tg_py_tensor_from_object(PyObject *obj, tg_tensor *out, const char *what);
 PyObject *tg_py_tensor_wrap(tg_tensor *tensor);
 
 extern PyTypeObject tg_py_tensor_type;
+extern PyTypeObject tg_py_graph_type;
 
 /* While C work runs without the GIL, SIGINT sets the core's interrupt flag. */
 typedef struct tg_py_sigint_state {
@@ -25,6 +26,11 @@ typedef struct tg_py_sigint_state {
 } tg_py_sigint_state;
 void tg_py_interruptible_begin(tg_py_sigint_state *state);
 void tg_py_interruptible_end(tg_py_sigint_state *state);
+
+/* Fills an op's attrs struct from a dict of keywords (defaults for the rest);
+ * -1 with TypeError/ValueError naming the op and keyword. */
+struct tg_op_def;
+int tg_py_read_attrs(const struct tg_op_def *def, PyObject *dict, void *attrs);
 
 /* Method tables of the other binding files, spliced into the module's. */
 PyObject *tg_py_op_table(PyObject *self, PyObject *unused);

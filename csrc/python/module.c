@@ -256,9 +256,12 @@ PyTypeObject tg_py_tensor_type = {
     .tp_new = tensor_new,
 };
 
+/* The type C results are wrapped in: trugrade.Tensor once the package registers it. */
+static PyTypeObject *result_tensor_type = &tg_py_tensor_type;
+
 PyObject *tg_py_tensor_wrap(tg_tensor *tensor)
 {
-    TensorObject *self = (TensorObject *)tg_py_tensor_type.tp_alloc(&tg_py_tensor_type, 0);
+    TensorObject *self = (TensorObject *)result_tensor_type->tp_alloc(result_tensor_type, 0);
     if (!self) {
         tg_tensor_free(tensor);
         return NULL;
@@ -286,7 +289,18 @@ static PyObject *py_get_num_threads(PyObject *self, PyObject *unused)
     return PyLong_FromLong(tg_threads_count());
 }
 
+static PyObject *py_set_result_type(PyObject *self, PyObject *type)
+{
+    (void)self;
+    if (!PyType_Check(type) || !PyType_IsSubtype((PyTypeObject *)type, &tg_py_tensor_type))
+        return PyErr_Format(PyExc_TypeError, "the result type must subclass trugrade._C.Tensor");
+    Py_INCREF(type);
+    result_tensor_type = (PyTypeObject *)type;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
+    {"_set_result_type", py_set_result_type, METH_O, "_set_result_type(cls): the Tensor subclass C results use"},
     {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads(n): threads the kernels use."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
     TG_PY_OPS_METHODS
@@ -301,10 +315,11 @@ static struct PyModuleDef module_def = {
 PyMODINIT_FUNC PyInit__C(void)
 {
     if (load_exceptions() != 0) return NULL;
-    if (PyType_Ready(&tg_py_tensor_type) < 0) return NULL;
+    if (PyType_Ready(&tg_py_tensor_type) < 0 || PyType_Ready(&tg_py_graph_type) < 0) return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (!module) return NULL;
-    if (PyModule_AddObjectRef(module, "Tensor", (PyObject *)&tg_py_tensor_type) < 0) {
+    if (PyModule_AddObjectRef(module, "Tensor", (PyObject *)&tg_py_tensor_type) < 0 ||
+        PyModule_AddObjectRef(module, "Graph", (PyObject *)&tg_py_graph_type) < 0) {
         Py_DECREF(module);
         return NULL;
     }

@@ -120,7 +120,7 @@ static int read_attr(const tg_op_def *def, const tg_attr_spec *spec, PyObject *v
 
 /* Fills attrs from a dict of keywords: defaults first, then each given value;
  * an unknown keyword or a missing required one is a TypeError naming it. */
-static int read_attrs(const tg_op_def *def, PyObject *dict, void *attrs)
+int tg_py_read_attrs(const tg_op_def *def, PyObject *dict, void *attrs)
 {
     tg_attrs_set_defaults(def, attrs);
     Py_ssize_t used = 0;
@@ -198,7 +198,7 @@ static int parse_call(call_args *a, const char *name, PyObject *inputs, PyObject
     }
     a->n_in = (int)n;
     Py_DECREF(seq);
-    if (read_attrs(a->def, attrs == Py_None ? NULL : attrs, a->attrs) != 0) {
+    if (tg_py_read_attrs(a->def, attrs == Py_None ? NULL : attrs, a->attrs) != 0) {
         call_args_free(a);
         return -1;
     }
