@@ -424,11 +424,16 @@ static tg_status check_interrupt(const tg_node *node, const char *phase)
 
 tg_status tg_graph_forward(tg_graph *graph, int training)
 {
+    return tg_graph_forward_to(graph, training, graph->n_nodes - 1);
+}
+
+tg_status tg_graph_forward_to(tg_graph *graph, int training, tg_node_id last)
+{
     if (!graph->planned) TG_TRY(tg_graph_plan(graph, graph->loss, NULL));
     if (training) graph->step++;
     graph->training = training;
     graph->last_phase = 0;
-    for (int i = 0; i < graph->n_nodes; i++) {
+    for (int i = 0; i <= last && i < graph->n_nodes; i++) {
         tg_node *node = &graph->nodes[i];
         if (node->kind != TG_NODE_KIND_OP) continue;
         TG_TRY(check_interrupt(node, "forward"));

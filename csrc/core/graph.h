@@ -101,6 +101,10 @@ tg_status tg_graph_feed(tg_graph *graph, tg_node_id input, const tg_tensor *src)
  * TG_STATUS_INTERRUPTED between two ops when tg_interrupt_request was called. */
 tg_status tg_graph_forward(tg_graph *graph, int training);
 
+/* Runs forward only through node `last` (its value and what it needs); the
+ * nodes after it are left unrun. */
+tg_status tg_graph_forward_to(tg_graph *graph, int training, tg_node_id last);
+
 /* Runs backward from the planned loss (after tg_graph_forward). */
 tg_status tg_graph_backward(tg_graph *graph);
 

@@ -23,6 +23,55 @@ void tg_attrs_set_defaults(const tg_op_def *def, void *attrs)
     }
 }
 
+static const tg_attr_spec *find_attr(const tg_op_def *def, const char *name)
+{
+    for (int i = 0; i < def->n_attrs; i++)
+        if (strcmp(def->attr_specs[i].name, name) == 0) return &def->attr_specs[i];
+    return NULL;
+}
+
+tg_status tg_attrs_set_ints(const tg_op_def *def, void *attrs, const char *name, const int64_t *values, int count)
+{
+    const tg_attr_spec *spec = find_attr(def, name);
+    if (!spec) return tg_error(TG_STATUS_VALUE, "%s has no attribute '%s'", def->name, name);
+    char *field = (char *)attrs + spec->offset;
+    switch (spec->kind) {
+    case TG_ATTR_KIND_INT:
+    case TG_ATTR_KIND_BOOL:
+        if (count != 1) break;
+        if (spec->kind == TG_ATTR_KIND_INT) *(int64_t *)field = values[0];
+        else *(int *)field = values[0] != 0;
+        return TG_STATUS_OK;
+    case TG_ATTR_KIND_FLOAT:
+        if (count != 1) break;
+        *(double *)field = (double)values[0];
+        return TG_STATUS_OK;
+    case TG_ATTR_KIND_INT_PAIR:
+        if (count != 1 && count != 2) break;
+        ((int64_t *)field)[0] = values[0];
+        ((int64_t *)field)[1] = values[count - 1];
+        return TG_STATUS_OK;
+    case TG_ATTR_KIND_INT_LIST:
+        if (count < 0 || count > TG_MAX_INT_LIST) break;
+        ((tg_int_list *)field)->count = count;
+        memcpy(((tg_int_list *)field)->values, values, sizeof *values * (size_t)count);
+        return TG_STATUS_OK;
+    }
+    return tg_error(TG_STATUS_VALUE, "%s: attribute '%s' does not take %d values", def->name, name, count);
+}
+
+tg_status tg_attrs_set_float(const tg_op_def *def, void *attrs, const char *name, double value)
+{
+    const tg_attr_spec *spec = find_attr(def, name);
+    if (!spec) return tg_error(TG_STATUS_VALUE, "%s has no attribute '%s'", def->name, name);
+    if (spec->kind != TG_ATTR_KIND_FLOAT) {
+        int64_t as_int = (int64_t)value;
+        return tg_attrs_set_ints(def, attrs, name, &as_int, 1);
+    }
+    *(double *)((char *)attrs + spec->offset) = value;
+    return TG_STATUS_OK;
+}
+
 tg_status tg_op_check_arity(const tg_op_def *def, int n_in, const tg_tensor *const *in)
 {
     int declared = 0, required = 0;

@@ -101,6 +101,13 @@ const tg_op_def *tg_op_find(const char *name);
 /* Writes every attr's default into `attrs` (attrs_size bytes, zeroed first). */
 void tg_attrs_set_defaults(const tg_op_def *def, void *attrs);
 
+/* Sets one attr by its keyword, for graph builders that do not see the op's attrs
+ * struct. INT_PAIR and INT_LIST take `count` values (one value fills a pair);
+ * INT, BOOL and FLOAT take one. TG_STATUS_VALUE when the op has no such attr or
+ * the count does not fit. */
+tg_status tg_attrs_set_ints(const tg_op_def *def, void *attrs, const char *name, const int64_t *values, int count);
+tg_status tg_attrs_set_float(const tg_op_def *def, void *attrs, const char *name, double value);
+
 /* Checks the input count against def->input_names / variadic. */
 tg_status tg_op_check_arity(const tg_op_def *def, int n_in, const tg_tensor *const *in);
 

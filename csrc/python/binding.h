@@ -18,6 +18,8 @@ PyObject *tg_py_tensor_wrap(tg_tensor *tensor);
 
 extern PyTypeObject tg_py_tensor_type;
 extern PyTypeObject tg_py_graph_type;
+extern PyTypeObject tg_py_model_type;
+extern PyMethodDef tg_py_models_methods[];
 
 /* While C work runs without the GIL, SIGINT sets the core's interrupt flag. */
 typedef struct tg_py_sigint_state {

@@ -1,0 +1,152 @@
+/* builder.c: named layers over the graph, and their PyTorch-style initialisation. */
+#include "builder.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+void tg_builder_init(tg_builder *b, tg_graph *graph, uint64_t seed)
+{
+    b->graph = graph;
+    b->status = TG_STATUS_OK;
+    b->seed = seed;
+    b->counter = 0;
+}
+
+tg_status tg_builder_finish(const tg_builder *b) { return b->status; }
+
+static tg_node_id fail(tg_builder *b, tg_status status)
+{
+    if (b->status == TG_STATUS_OK) b->status = status;
+    return -1;
+}
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static double uniform01(uint64_t *state) { return ((double)(splitmix64(state) >> 11) + 0.5) * 0x1.0p-53; }
+
+/* Fills a parameter: uniform in [-bound, bound] when normal_std == 0, else normal. */
+static void init_param(tg_builder *b, tg_node_id id, double bound, double normal_std)
+{
+    tg_tensor *t = &b->graph->nodes[id].value;
+    float *data = t->data;
+    uint64_t state = b->seed ^ (0xd1b54a32d192ed03ull * ++b->counter);
+    for (int64_t i = 0; i < tg_tensor_numel(t); i++) {
+        if (normal_std > 0.0) {
+            double u1 = uniform01(&state), u2 = uniform01(&state);
+            data[i] = (float)(normal_std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
+        } else {
+            data[i] = (float)((2.0 * uniform01(&state) - 1.0) * bound);
+        }
+    }
+}
+
+static void fill_param(tg_builder *b, tg_node_id id, float value)
+{
+    tg_tensor *t = &b->graph->nodes[id].value;
+    float *data = t->data;
+    for (int64_t i = 0; i < tg_tensor_numel(t); i++) data[i] = value;
+}
+
+static tg_node_id add_param(tg_builder *b, const char *layer, const char *what, int ndim, const int64_t *shape)
+{
+    if (b->status != TG_STATUS_OK) return -1;
+    char name[256];
+    snprintf(name, sizeof name, "%s.%s", layer, what);
+    tg_node_id id;
+    tg_status status = tg_graph_param(b->graph, name, ndim, shape, 1, &id);
+    return status == TG_STATUS_OK ? id : fail(b, status);
+}
+
+int64_t tg_build_dim(const tg_builder *b, tg_node_id x, int dim)
+{
+    if (x < 0 || x >= b->graph->n_nodes) return 0;
+    const tg_tensor *v = &b->graph->nodes[x].value;
+    return dim < v->ndim ? v->shape[dim] : 0;
+}
+
+tg_node_id tg_build_op(tg_builder *b, const char *op, const tg_node_id *in, int n_in, int n_attrs,
+                       const char *const *keys, const double *values)
+{
+    if (b->status != TG_STATUS_OK) return -1;
+    const tg_op_def *def = tg_op_find(op);
+    if (!def) return fail(b, tg_error(TG_STATUS_INTERNAL, "model builder: no op named '%s'", op));
+    _Alignas(64) unsigned char attrs[TG_MAX_ATTR_BYTES];
+    tg_attrs_set_defaults(def, attrs);
+    for (int i = 0; i < n_attrs; i++) {
+        tg_status status = tg_attrs_set_float(def, attrs, keys[i], values[i]);
+        if (status != TG_STATUS_OK) return fail(b, status);
+    }
+    tg_node_id id;
+    tg_status status = tg_graph_op(b->graph, def, in, n_in, attrs, &id);
+    return status == TG_STATUS_OK ? id : fail(b, status);
+}
+
+tg_node_id tg_build_unary(tg_builder *b, const char *op, tg_node_id x) { return tg_build_op(b, op, &x, 1, 0, NULL, NULL); }
+
+tg_node_id tg_build_binary(tg_builder *b, const char *op, tg_node_id x, tg_node_id y)
+{
+    tg_node_id in[2] = {x, y};
+    return tg_build_op(b, op, in, 2, 0, NULL, NULL);
+}
+
+tg_node_id tg_build_conv2d(tg_builder *b, const char *name, tg_node_id x, int64_t out_channels, int64_t kernel,
+                           int64_t stride, int64_t padding, int64_t groups, int bias)
+{
+    int64_t in_channels = tg_build_dim(b, x, 1);
+    int64_t wshape[4] = {out_channels, groups ? in_channels / groups : 0, kernel, kernel};
+    tg_node_id w = add_param(b, name, "weight", 4, wshape);
+    tg_node_id bias_id = bias ? add_param(b, name, "bias", 1, &out_channels) : -1;
+    if (b->status != TG_STATUS_OK) return -1;
+    /* torchvision: kaiming_normal_(mode="fan_out", nonlinearity="relu") */
+    init_param(b, w, 0.0, sqrt(2.0 / (double)(out_channels / groups * kernel * kernel)));
+    if (bias) init_param(b, bias_id, 1.0 / sqrt((double)(wshape[1] * kernel * kernel)), 0.0);
+    tg_node_id in[3] = {x, w, bias_id};
+    static const char *const keys[] = {"stride", "padding", "groups"};
+    double values[3] = {(double)stride, (double)padding, (double)groups};
+    return tg_build_op(b, "conv2d", in, 3, 3, keys, values);
+}
+
+tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum)
+{
+    int64_t channels = tg_build_dim(b, x, 1);
+    tg_node_id w = add_param(b, name, "weight", 1, &channels);
+    tg_node_id bias = add_param(b, name, "bias", 1, &channels);
+    if (b->status != TG_STATUS_OK) return -1;
+    char mean_name[256], var_name[256], count_name[256];
+    snprintf(mean_name, sizeof mean_name, "%s.running_mean", name);
+    snprintf(var_name, sizeof var_name, "%s.running_var", name);
+    snprintf(count_name, sizeof count_name, "%s.num_batches_tracked", name);
+    tg_node_id mean, var, count;
+    tg_status status = tg_graph_buffer(b->graph, mean_name, TG_DTYPE_F32, 1, &channels, &mean);
+    if (status == TG_STATUS_OK) status = tg_graph_buffer(b->graph, var_name, TG_DTYPE_F32, 1, &channels, &var);
+    if (status == TG_STATUS_OK) status = tg_graph_buffer(b->graph, count_name, TG_DTYPE_I64, 0, NULL, &count);
+    if (status != TG_STATUS_OK) return fail(b, status);
+    fill_param(b, w, 1.0f);
+    fill_param(b, var, 1.0f);
+    tg_node_id in[5] = {x, w, bias, mean, var};
+    static const char *const keys[] = {"eps", "momentum"};
+    double values[2] = {eps, momentum};
+    return tg_build_op(b, "batchnorm2d", in, 5, 2, keys, values);
+}
+
+tg_node_id tg_build_linear(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, int bias)
+{
+    const tg_tensor *v = x >= 0 && x < b->graph->n_nodes ? &b->graph->nodes[x].value : NULL;
+    int64_t in_features = v && v->ndim ? v->shape[v->ndim - 1] : 0;
+    int64_t wshape[2] = {out_features, in_features};
+    tg_node_id w = add_param(b, name, "weight", 2, wshape);
+    tg_node_id bias_id = bias ? add_param(b, name, "bias", 1, &out_features) : -1;
+    if (b->status != TG_STATUS_OK) return -1;
+    double bound = 1.0 / sqrt((double)(in_features ? in_features : 1));
+    init_param(b, w, bound, 0.0);
+    if (bias) init_param(b, bias_id, bound, 0.0);
+    tg_node_id in[3] = {x, w, bias_id};
+    return tg_build_op(b, "linear", in, 3, 0, NULL, NULL);
+}

@@ -1,0 +1,63 @@
+/* model.h: a model is a graph with a named input, an output (logits), a target
+ * input and a loss, built by an architecture of the zoo (zoo.c).
+ * Parameter names and counts are torchvision's for the same configuration. */
+#ifndef TG_MODEL_H
+#define TG_MODEL_H
+
+#include <stdint.h>
+
+#include "../core/graph.h"
+#include "builder.h"
+
+typedef struct tg_model_options {
+    int64_t num_classes;   /* default 1000 */
+    int64_t in_channels;   /* default 3 */
+    int64_t input_size;    /* square H = W the graph is first shaped for; default 224 */
+    double dropout;        /* head dropout where the architecture has one; < 0: its own default */
+    int small_input;       /* ResNet: 3x3 stride-1 stem, no max-pool; -1: auto (input_size <= 64) */
+    uint64_t seed;         /* parameter initialisation */
+} tg_model_options;
+
+/* Defaults as documented on each field. */
+void tg_model_options_default(tg_model_options *options);
+
+typedef struct tg_model {
+    tg_graph graph;
+    tg_node_id input;      /* float32 [N, in_channels, H, W] */
+    tg_node_id output;     /* float32 logits [N, classes] (or [N, classes, H, W]) */
+    tg_node_id target;     /* int64 labels [N] (or masks [N, H, W]) */
+    tg_node_id loss;       /* scalar */
+    char arch[32];
+    tg_model_options options;
+} tg_model;
+
+/* An architecture's body: from the input node, returns the logits node. */
+typedef tg_node_id (*tg_arch_build_fn)(tg_builder *b, tg_node_id input, const tg_model_options *options);
+
+typedef struct tg_arch {
+    const char *name;
+    tg_arch_build_fn build;
+    const char *summary;
+} tg_arch;
+
+int tg_arch_count(void);
+const tg_arch *tg_arch_at(int index);
+const tg_arch *tg_arch_find(const char *name);
+
+/* Builds `arch` into `model` (a batch of 2 at options->input_size), with a
+ * cross-entropy loss. TG_STATUS_VALUE naming the known architectures when the
+ * name is unknown; on failure nothing stays allocated. */
+tg_status tg_model_create(tg_model *model, const char *arch, const tg_model_options *options);
+void tg_model_free(tg_model *model);
+
+/* Trainable parameter count (buffers excluded), as torchvision counts. */
+int64_t tg_model_parameter_count(const tg_model *model);
+
+/* Architectures (resnet.c, small.c, ...). */
+tg_node_id tg_arch_resnet18(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_resnet34(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_resnet50(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_smallcnn(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_fashioncnn(tg_builder *b, tg_node_id x, const tg_model_options *o);
+
+#endif

@@ -1,0 +1,291 @@
+/* models.c (binding): trugrade._C.Model, an architecture of the zoo as a graph with
+ * forward, loss-and-gradients and its named parameters and buffers. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "../models/model.h"
+#include "binding.h"
+
+typedef struct {
+    PyObject_HEAD
+    tg_model model;
+    int built;
+    int planned_for;   /* 0: not planned; 1: forward only; 2: training step */
+} ModelObject;
+
+static tg_model *model_of(PyObject *self) { return &((ModelObject *)self)->model; }
+
+static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed", NULL};
+    const char *arch;
+    tg_model_options options;
+    tg_model_options_default(&options);
+    long long num_classes = options.num_classes, in_channels = options.in_channels, input_size = options.input_size;
+    int small_input = options.small_input;
+    unsigned long long seed = 0;
+    double dropout = options.dropout;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiK", keywords, &arch, &num_classes, &in_channels,
+                                     &input_size, &dropout, &small_input, &seed))
+        return -1;
+    options.num_classes = num_classes;
+    options.in_channels = in_channels;
+    options.input_size = input_size;
+    options.dropout = dropout;
+    options.small_input = small_input;
+    options.seed = seed;
+    ModelObject *m = (ModelObject *)self;
+    if (m->built) tg_model_free(&m->model);
+    m->built = 0;
+    m->planned_for = 0;
+    tg_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = tg_model_create(&m->model, arch, &options);
+    Py_END_ALLOW_THREADS
+    if (status != TG_STATUS_OK) {
+        tg_py_raise(status);
+        return -1;
+    }
+    m->built = 1;
+    return 0;
+}
+
+static void model_dealloc(PyObject *self)
+{
+    ModelObject *m = (ModelObject *)self;
+    if (m->built) tg_model_free(&m->model);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static int ensure_plan(ModelObject *m, int training_step)
+{
+    int wanted = training_step ? 2 : 1;
+    if (m->planned_for == wanted && m->model.graph.planned) return 0;
+    tg_status status = tg_graph_plan(&m->model.graph, training_step ? m->model.loss : -1, NULL);
+    if (status != TG_STATUS_OK) {
+        tg_py_raise(status);
+        return -1;
+    }
+    m->planned_for = wanted;
+    return 0;
+}
+
+/* Feeds a Python array into an input node; the graph replans on a new shape. */
+static int feed(ModelObject *m, tg_node_id input, PyObject *array, const char *what)
+{
+    tg_tensor src;
+    if (tg_py_tensor_from_object(array, &src, what) != 0) return -1;
+    tg_graph *graph = &m->model.graph;
+    tg_status status = TG_STATUS_OK;
+    if (!tg_shape_equal(&src, &graph->nodes[input].value)) {
+        status = tg_graph_set_input_shape(graph, input, src.ndim, src.shape);
+        m->planned_for = 0;
+    }
+    tg_tensor_free(&src);
+    if (status != TG_STATUS_OK) {
+        tg_py_raise(status);
+        return -1;
+    }
+    return 0;
+}
+
+static int copy_in(ModelObject *m, tg_node_id input, PyObject *array, const char *what)
+{
+    tg_tensor src;
+    if (tg_py_tensor_from_object(array, &src, what) != 0) return -1;
+    tg_status status = tg_graph_feed(&m->model.graph, input, &src);
+    tg_tensor_free(&src);
+    if (status != TG_STATUS_OK) {
+        tg_py_raise(status);
+        return -1;
+    }
+    return 0;
+}
+
+static PyObject *run_graph(ModelObject *m, int training, int backward)
+{
+    tg_py_sigint_state sigint;
+    tg_py_interruptible_begin(&sigint);
+    tg_status status;
+    tg_graph *graph = &m->model.graph;
+    tg_node_id last = backward ? m->model.loss : m->model.output;
+    Py_BEGIN_ALLOW_THREADS
+    status = tg_graph_forward_to(graph, training, last);
+    if (status == TG_STATUS_OK && backward) status = tg_graph_backward(graph);
+    Py_END_ALLOW_THREADS
+    tg_py_interruptible_end(&sigint);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    Py_RETURN_NONE;
+}
+
+static PyObject *copy_value(const tg_tensor *t)
+{
+    tg_tensor copy;
+    tg_status status = tg_tensor_init(&copy, t->dtype, t->ndim, t->shape);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    memcpy(copy.data, t->data, tg_tensor_nbytes(t));
+    return tg_py_tensor_wrap(&copy);
+}
+
+static PyObject *model_forward(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"x", "train", NULL};
+    PyObject *x;
+    int train = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p", keywords, &x, &train)) return NULL;
+    ModelObject *m = (ModelObject *)self;
+    if (feed(m, m->model.input, x, "x") != 0 || ensure_plan(m, 0) != 0 || copy_in(m, m->model.input, x, "x") != 0)
+        return NULL;
+    PyObject *ran = run_graph(m, train, 0);
+    if (!ran) return NULL;
+    Py_DECREF(ran);
+    return copy_value(&m->model.graph.nodes[m->model.output].value);
+}
+
+/* One training step's forward and backward; returns the loss. Parameter gradients
+ * accumulate unless zero_grad is set (default). */
+static PyObject *model_step(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"x", "y", "zero_grad", "train", NULL};
+    PyObject *x, *y;
+    int zero_grad = 1, train = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pp", keywords, &x, &y, &zero_grad, &train)) return NULL;
+    ModelObject *m = (ModelObject *)self;
+    if (feed(m, m->model.input, x, "x") != 0 || feed(m, m->model.target, y, "y") != 0 || ensure_plan(m, 1) != 0 ||
+        copy_in(m, m->model.input, x, "x") != 0 || copy_in(m, m->model.target, y, "y") != 0)
+        return NULL;
+    if (zero_grad) tg_graph_zero_grad(&m->model.graph);
+    PyObject *ran = run_graph(m, train, 1);
+    if (!ran) return NULL;
+    Py_DECREF(ran);
+    const tg_tensor *loss = &m->model.graph.nodes[m->model.loss].value;
+    return PyFloat_FromDouble(((const float *)loss->data)[0]);
+}
+
+/* {name: Tensor} of parameters and buffers (views sharing their storage), or of
+ * parameter gradients (copies) when grads=True. */
+static PyObject *model_tensors(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"grads", "buffers", NULL};
+    int grads = 0, buffers = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|pp", keywords, &grads, &buffers)) return NULL;
+    tg_graph *graph = &model_of(self)->graph;
+    PyObject *dict = PyDict_New();
+    for (int i = 0; dict && i < graph->n_nodes; i++) {
+        tg_node *node = &graph->nodes[i];
+        int is_param = node->kind == TG_NODE_KIND_PARAM;
+        if (!is_param && !(node->kind == TG_NODE_KIND_BUFFER && buffers && !grads)) continue;
+        PyObject *item;
+        if (grads) {
+            item = copy_value(&node->grad);
+        } else {
+            tg_tensor view;
+            tg_status status = tg_tensor_share(&view, &node->value, node->value.ndim, node->value.shape);
+            item = status == TG_STATUS_OK ? tg_py_tensor_wrap(&view) : tg_py_raise(status);
+        }
+        if (!item || PyDict_SetItemString(dict, node->name, item) != 0) {
+            Py_XDECREF(item);
+            Py_DECREF(dict);
+            return NULL;
+        }
+        Py_DECREF(item);
+    }
+    return dict;
+}
+
+static PyObject *model_parameter_count(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLongLong(tg_model_parameter_count(model_of(self)));
+}
+
+static PyObject *model_memory(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"batch", "training", NULL};
+    long long batch = 0;
+    int training = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|Lp", keywords, &batch, &training)) return NULL;
+    ModelObject *m = (ModelObject *)self;
+    tg_graph *graph = &m->model.graph;
+    if (batch > 0) {
+        tg_tensor *in = &graph->nodes[m->model.input].value;
+        int64_t shape[TG_MAX_DIMS];
+        memcpy(shape, in->shape, sizeof shape);
+        shape[0] = batch;
+        int64_t target_shape[TG_MAX_DIMS];
+        memcpy(target_shape, graph->nodes[m->model.target].value.shape, sizeof target_shape);
+        target_shape[0] = batch;
+        tg_status status = tg_graph_set_input_shape(graph, m->model.input, in->ndim, shape);
+        if (status == TG_STATUS_OK)
+            status = tg_graph_set_input_shape(graph, m->model.target, graph->nodes[m->model.target].value.ndim,
+                                              target_shape);
+        if (status != TG_STATUS_OK) return tg_py_raise(status);
+        m->planned_for = 0;
+    }
+    if (ensure_plan(m, training) != 0) return NULL;
+    return Py_BuildValue("{s:n,s:n}", "arena_bytes", (Py_ssize_t)graph->arena_bytes, "persistent_bytes",
+                         (Py_ssize_t)tg_graph_persistent_bytes(graph));
+}
+
+static PyObject *model_get_arch(PyObject *self, void *closure) { return PyUnicode_FromString(model_of(self)->arch); }
+
+static PyObject *model_get_options(PyObject *self, void *closure)
+{
+    const tg_model_options *o = &model_of(self)->options;
+    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K}", "num_classes", (long long)o->num_classes, "in_channels",
+                         (long long)o->in_channels, "input_size", (long long)o->input_size, "dropout", o->dropout,
+                         "small_input", o->small_input, "seed", (unsigned long long)o->seed);
+}
+
+static PyGetSetDef model_getset[] = {
+    {"arch", model_get_arch, NULL, "architecture name", NULL},
+    {"options", model_get_options, NULL, "creation options", NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
+
+static PyMethodDef model_methods[] = {
+    {"forward", (PyCFunction)(void (*)(void))model_forward, METH_VARARGS | METH_KEYWORDS,
+     "forward(x, train=False) -> logits"},
+    {"step", (PyCFunction)(void (*)(void))model_step, METH_VARARGS | METH_KEYWORDS,
+     "step(x, y, zero_grad=True, train=True) -> loss: forward and backward"},
+    {"tensors", (PyCFunction)(void (*)(void))model_tensors, METH_VARARGS | METH_KEYWORDS,
+     "tensors(grads=False, buffers=True) -> {name: Tensor}"},
+    {"parameter_count", model_parameter_count, METH_NOARGS, "trainable parameters (buffers excluded)"},
+    {"memory", (PyCFunction)(void (*)(void))model_memory, METH_VARARGS | METH_KEYWORDS,
+     "memory(batch=0, training=True) -> planned bytes of one step, before running it"},
+    {NULL, NULL, 0, NULL},
+};
+
+static PyObject *py_architectures(PyObject *self, PyObject *unused)
+{
+    PyObject *dict = PyDict_New();
+    for (int i = 0; dict && i < tg_arch_count(); i++) {
+        PyObject *summary = PyUnicode_FromString(tg_arch_at(i)->summary);
+        if (!summary || PyDict_SetItemString(dict, tg_arch_at(i)->name, summary) != 0) {
+            Py_XDECREF(summary);
+            Py_DECREF(dict);
+            return NULL;
+        }
+        Py_DECREF(summary);
+    }
+    return dict;
+}
+
+PyMethodDef tg_py_models_methods[] = {
+    {"architectures", py_architectures, METH_NOARGS, "architectures() -> {name: summary}"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject tg_py_model_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "trugrade._C.Model",
+    .tp_basicsize = sizeof(ModelObject),
+    .tp_dealloc = model_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0)",
+    .tp_methods = model_methods,
+    .tp_getset = model_getset,
+    .tp_init = model_init,
+    .tp_new = PyType_GenericNew,
+};
