@@ -20,6 +20,14 @@ extern PyTypeObject tg_py_tensor_type;
 extern PyTypeObject tg_py_graph_type;
 extern PyTypeObject tg_py_model_type;
 extern PyMethodDef tg_py_models_methods[];
+extern PyTypeObject tg_py_optimizer_type;
+extern PyTypeObject tg_py_schedule_type;
+
+/* The graph inside a trugrade._C.Graph or trugrade._C.Model; NULL with TypeError otherwise. */
+struct tg_graph;
+struct tg_graph *tg_py_graph_from(PyObject *obj);
+/* The graph of a trugrade._C.Graph (no type check). */
+struct tg_graph *tg_py_graph_of(PyObject *graph_object);
 
 /* While C work runs without the GIL, SIGINT sets the core's interrupt flag. */
 typedef struct tg_py_sigint_state {

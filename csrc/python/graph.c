@@ -49,6 +49,8 @@ static int parse_dtype(const char *name, tg_dtype *out)
 
 static tg_graph *graph_of(PyObject *self) { return &((GraphObject *)self)->graph; }
 
+tg_graph *tg_py_graph_of(PyObject *self) { return graph_of(self); }
+
 static int check_node(tg_graph *graph, long id)
 {
     if (id >= 0 && id < graph->n_nodes) return 0;

@@ -272,6 +272,21 @@ static PyObject *py_architectures(PyObject *self, PyObject *unused)
     return dict;
 }
 
+tg_graph *tg_py_graph_from(PyObject *obj)
+{
+    if (PyObject_TypeCheck(obj, &tg_py_model_type)) return &model_of(obj)->graph;
+    if (PyObject_TypeCheck(obj, &tg_py_graph_type)) return tg_py_graph_of(obj);
+    PyObject *inner = PyObject_GetAttrString(obj, "_c");
+    if (inner) {
+        tg_graph *graph = PyObject_TypeCheck(inner, &tg_py_model_type) ? &model_of(inner)->graph : NULL;
+        Py_DECREF(inner);
+        if (graph) return graph;
+    }
+    PyErr_Clear();
+    PyErr_Format(PyExc_TypeError, "expected a trugrade Graph or Model, got %.100s", Py_TYPE(obj)->tp_name);
+    return NULL;
+}
+
 PyMethodDef tg_py_models_methods[] = {
     {"architectures", py_architectures, METH_NOARGS, "architectures() -> {name: summary}"},
     {NULL, NULL, 0, NULL},
