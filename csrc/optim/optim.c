@@ -204,13 +204,18 @@ double tg_clip_grad_norm(tg_optimizer *opt, double max_norm)
     }
     double norm = sqrt(total);
     if (max_norm > 0 && norm > max_norm) {
-        float scale = (float)(max_norm / (norm + 1e-6));
-        for (int i = 0; i < opt->n_slots; i++) {
-            void *ctx[2] = {opt->slots[i].grad->data, &scale};
-            tg_parallel_for(tg_tensor_numel(opt->slots[i].grad), TG_OPTIM_GRAIN, scale_range, ctx);
-        }
+        tg_optimizer_scale_grads(opt, max_norm / (norm + 1e-6));
     }
     return norm;
+}
+
+void tg_optimizer_scale_grads(tg_optimizer *opt, double factor)
+{
+    float scale = (float)factor;
+    for (int i = 0; i < opt->n_slots; i++) {
+        void *ctx[2] = {opt->slots[i].grad->data, &scale};
+        tg_parallel_for(tg_tensor_numel(opt->slots[i].grad), TG_OPTIM_GRAIN, scale_range, ctx);
+    }
 }
 
 void tg_clip_grad_value(tg_optimizer *opt, double value)

@@ -71,6 +71,9 @@ tg_status tg_optimizer_step(tg_optimizer *opt, double lr);
  * torch.nn.utils.clip_grad_norm_. */
 double tg_clip_grad_norm(tg_optimizer *opt, double max_norm);
 
+/* Multiplies every gradient by factor (gradient accumulation's mean). */
+void tg_optimizer_scale_grads(tg_optimizer *opt, double factor);
+
 /* Clamps every gradient to [-value, value]. */
 void tg_clip_grad_value(tg_optimizer *opt, double value);
 

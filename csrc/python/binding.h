@@ -21,6 +21,12 @@ extern PyTypeObject tg_py_graph_type;
 extern PyTypeObject tg_py_model_type;
 extern PyMethodDef tg_py_models_methods[];
 extern PyTypeObject tg_py_optimizer_type;
+extern PyTypeObject tg_py_trainer_type;
+extern PyMethodDef tg_py_train_methods[];
+
+/* The model of a trugrade._C.Model (no type check). */
+struct tg_model;
+struct tg_model *tg_py_model_of(PyObject *model_object);
 extern PyTypeObject tg_py_schedule_type;
 
 /* The graph inside a trugrade._C.Graph or trugrade._C.Model; NULL with TypeError otherwise. */

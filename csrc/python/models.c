@@ -17,6 +17,8 @@ typedef struct {
 
 static tg_model *model_of(PyObject *self) { return &((ModelObject *)self)->model; }
 
+tg_model *tg_py_model_of(PyObject *model_object) { return model_of(model_object); }
+
 static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed", NULL};

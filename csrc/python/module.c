@@ -317,7 +317,7 @@ PyMODINIT_FUNC PyInit__C(void)
     if (load_exceptions() != 0) return NULL;
     if (PyType_Ready(&tg_py_tensor_type) < 0 || PyType_Ready(&tg_py_graph_type) < 0 ||
         PyType_Ready(&tg_py_model_type) < 0 || PyType_Ready(&tg_py_optimizer_type) < 0 ||
-        PyType_Ready(&tg_py_schedule_type) < 0)
+        PyType_Ready(&tg_py_schedule_type) < 0 || PyType_Ready(&tg_py_trainer_type) < 0)
         return NULL;
     PyObject *module = PyModule_Create(&module_def);
     if (!module) return NULL;
@@ -326,6 +326,8 @@ PyMODINIT_FUNC PyInit__C(void)
         PyModule_AddObjectRef(module, "Model", (PyObject *)&tg_py_model_type) < 0 ||
         PyModule_AddObjectRef(module, "Optimizer", (PyObject *)&tg_py_optimizer_type) < 0 ||
         PyModule_AddObjectRef(module, "Schedule", (PyObject *)&tg_py_schedule_type) < 0 ||
+        PyModule_AddObjectRef(module, "Trainer", (PyObject *)&tg_py_trainer_type) < 0 ||
+        PyModule_AddFunctions(module, tg_py_train_methods) < 0 ||
         PyModule_AddFunctions(module, tg_py_models_methods) < 0) {
         Py_DECREF(module);
         return NULL;

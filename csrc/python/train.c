@@ -1,0 +1,283 @@
+/* train.c (binding): trugrade._C.Trainer, the C training loop over in-memory
+ * arrays, one epoch per call, its progress readable from another thread. */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+#include <string.h>
+
+#include "../core/threads.h"
+#include "../train/trainer.h"
+#include "binding.h"
+
+typedef struct {
+    PyObject_HEAD
+    tg_trainer trainer;
+    tg_tensor images, labels;
+    tg_memory_source memory;
+    PyObject *model;     /* keeps the model alive */
+    int ready;
+} TrainerObject;
+
+static int parse_channels(PyObject *obj, float *out, int64_t channels, float fallback, const char *what)
+{
+    for (int64_t c = 0; c < TG_MAX_CHANNELS; c++) out[c] = fallback;
+    if (!obj || obj == Py_None) return 0;
+    PyObject *seq = PySequence_Fast(obj, "mean/std must be sequences of floats");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n != 1 && n != channels) {
+        Py_DECREF(seq);
+        PyErr_Format(PyExc_ValueError, "%s has %zd values; the images have %lld channels", what, n, (long long)channels);
+        return -1;
+    }
+    for (int64_t c = 0; c < channels; c++) out[c] = (float)PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, n == 1 ? 0 : c));
+    Py_DECREF(seq);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static int parse_optimizer(PyObject *kwargs, tg_optim_config *c)
+{
+    const char *name = "sgd";
+    PyObject *v = kwargs ? PyDict_GetItemString(kwargs, "optimizer") : NULL;
+    if (v && !(name = PyUnicode_AsUTF8(v))) return -1;
+    tg_optim_kind kind;
+    if (strcmp(name, "sgd") == 0) kind = TG_OPTIM_KIND_SGD;
+    else if (strcmp(name, "adam") == 0) kind = TG_OPTIM_KIND_ADAM;
+    else if (strcmp(name, "adamw") == 0) kind = TG_OPTIM_KIND_ADAMW;
+    else {
+        PyErr_Format(PyExc_ValueError, "unknown optimizer '%s'; use sgd, adam or adamw", name);
+        return -1;
+    }
+    tg_optim_config_default(c, kind);
+    struct { const char *key; double *field; } doubles[] = {
+        {"momentum", &c->momentum}, {"dampening", &c->dampening}, {"beta1", &c->beta1}, {"beta2", &c->beta2},
+        {"eps", &c->eps}, {"weight_decay", &c->weight_decay},
+    };
+    for (size_t i = 0; i < sizeof doubles / sizeof *doubles; i++) {
+        v = kwargs ? PyDict_GetItemString(kwargs, doubles[i].key) : NULL;
+        if (v && (*doubles[i].field = PyFloat_AsDouble(v)) == -1.0 && PyErr_Occurred()) return -1;
+    }
+    v = kwargs ? PyDict_GetItemString(kwargs, "nesterov") : NULL;
+    if (v) c->nesterov = PyObject_IsTrue(v);
+    v = kwargs ? PyDict_GetItemString(kwargs, "decay_norm_and_bias") : NULL;
+    if (v) c->decay_norm_and_bias = PyObject_IsTrue(v);
+    return 0;
+}
+
+static int parse_schedule(PyObject *kwargs, tg_schedule_config *c, double lr, int64_t steps_per_epoch, int64_t epochs)
+{
+    static const char *const names[] = {"constant", "step", "multistep", "cosine", "warmup_cosine", "onecycle", "plateau"};
+    const char *name = "constant";
+    PyObject *v = kwargs ? PyDict_GetItemString(kwargs, "schedule") : NULL;
+    if (v && !(name = PyUnicode_AsUTF8(v))) return -1;
+    int kind = -1;
+    for (int i = 0; i < (int)(sizeof names / sizeof *names); i++)
+        if (strcmp(name, names[i]) == 0) kind = i;
+    if (kind < 0) {
+        PyErr_Format(PyExc_ValueError, "unknown schedule '%s'", name);
+        return -1;
+    }
+    tg_schedule_config_default(c, (tg_schedule_kind)kind, lr);
+    c->steps_per_epoch = steps_per_epoch;
+    c->total_steps = steps_per_epoch * epochs;
+    v = kwargs ? PyDict_GetItemString(kwargs, "warmup_epochs") : NULL;
+    if (v) c->warmup_steps = (int64_t)(PyFloat_AsDouble(v) * (double)steps_per_epoch);
+    struct { const char *key; double *field; } doubles[] = {
+        {"gamma", &c->gamma}, {"min_lr", &c->min_lr}, {"pct_start", &c->pct_start}, {"factor", &c->factor},
+        {"max_lr", &c->lr},
+    };
+    for (size_t i = 0; i < sizeof doubles / sizeof *doubles; i++) {
+        v = kwargs ? PyDict_GetItemString(kwargs, doubles[i].key) : NULL;
+        if (v && (*doubles[i].field = PyFloat_AsDouble(v)) == -1.0 && PyErr_Occurred()) return -1;
+    }
+    v = kwargs ? PyDict_GetItemString(kwargs, "step_size") : NULL;
+    if (v) c->step_size = PyLong_AsLongLong(v);
+    v = kwargs ? PyDict_GetItemString(kwargs, "patience") : NULL;
+    if (v) c->patience = (int)PyLong_AsLong(v);
+    v = kwargs ? PyDict_GetItemString(kwargs, "milestones") : NULL;
+    if (v) {
+        PyObject *seq = PySequence_Fast(v, "milestones must be a list of epochs");
+        if (!seq) return -1;
+        Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+        for (Py_ssize_t i = 0; i < n && i < TG_MAX_MILESTONES; i++)
+            c->milestones[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(seq, i));
+        c->n_milestones = (int)(n < TG_MAX_MILESTONES ? n : TG_MAX_MILESTONES);
+        Py_DECREF(seq);
+    }
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static double dict_double(PyObject *kwargs, const char *key, double fallback)
+{
+    PyObject *v = kwargs ? PyDict_GetItemString(kwargs, key) : NULL;
+    return v ? PyFloat_AsDouble(v) : fallback;
+}
+
+static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    TrainerObject *t = (TrainerObject *)self;
+    PyObject *model, *images, *labels;
+    if (!PyArg_ParseTuple(args, "OOO", &model, &images, &labels)) return -1;
+    if (!PyObject_TypeCheck(model, &tg_py_model_type)) {
+        PyErr_SetString(PyExc_TypeError, "Trainer(model, ...): model must be a trugrade._C.Model");
+        return -1;
+    }
+    if (t->ready) {
+        PyErr_SetString(PyExc_RuntimeError, "a Trainer is initialised once");
+        return -1;
+    }
+    if (tg_py_tensor_from_object(images, &t->images, "images") != 0) return -1;
+    if (tg_py_tensor_from_object(labels, &t->labels, "labels") != 0) return -1;
+    t->memory.images = &t->images;
+    t->memory.labels = &t->labels;
+    int64_t channels = t->images.ndim == 4 ? t->images.shape[1] : 1;
+    if (parse_channels(kwargs ? PyDict_GetItemString(kwargs, "mean") : NULL, t->memory.mean, channels, 0.0f, "mean") != 0 ||
+        parse_channels(kwargs ? PyDict_GetItemString(kwargs, "std") : NULL, t->memory.std, channels, 1.0f, "std") != 0)
+        return -1;
+    tg_batch_source source;
+    tg_status status = tg_memory_source_bind(&t->memory, &source);
+    if (status != TG_STATUS_OK) {
+        tg_py_raise(status);
+        return -1;
+    }
+    tg_train_options options = {.epochs = 1, .batch_size = 64, .shuffle = 1, .accumulate = 1};
+    PyObject *v;
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "epochs"))) options.epochs = PyLong_AsLongLong(v);
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "batch_size"))) options.batch_size = PyLong_AsLongLong(v);
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "seed"))) options.seed = PyLong_AsUnsignedLongLong(v);
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "shuffle"))) options.shuffle = PyObject_IsTrue(v);
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "accumulate"))) options.accumulate = PyLong_AsLongLong(v);
+    options.grad_clip_norm = dict_double(kwargs, "grad_clip_norm", 0.0);
+    options.grad_clip_value = dict_double(kwargs, "grad_clip_value", 0.0);
+    double lr = dict_double(kwargs, "lr", 0.01);
+    if (PyErr_Occurred()) return -1;
+    tg_optim_config optim;
+    tg_schedule_config schedule;
+    int64_t steps = options.batch_size > 0 ? (source.size + options.batch_size - 1) / options.batch_size : 1;
+    if (parse_optimizer(kwargs, &optim) != 0 || parse_schedule(kwargs, &schedule, lr, steps, options.epochs) != 0)
+        return -1;
+    tg_model *m = tg_py_model_of(model);
+    status = tg_trainer_init(&t->trainer, m, &optim, &schedule, &options, &source);
+    if (status != TG_STATUS_OK) {
+        tg_py_raise(status);
+        return -1;
+    }
+    t->model = Py_NewRef(model);
+    t->ready = 1;
+    return 0;
+}
+
+static void trainer_dealloc(PyObject *self)
+{
+    TrainerObject *t = (TrainerObject *)self;
+    if (t->ready) tg_trainer_free(&t->trainer);
+    tg_tensor_free(&t->images);
+    tg_tensor_free(&t->labels);
+    Py_XDECREF(t->model);
+    Py_TYPE(self)->tp_free(self);
+}
+
+static PyObject *trainer_run_epoch(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"catch_sigint", NULL};
+    int catch_sigint = 1;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "|p", keywords, &catch_sigint)) return NULL;
+    TrainerObject *t = (TrainerObject *)self;
+    tg_py_sigint_state sigint = {0};
+    if (catch_sigint) tg_py_interruptible_begin(&sigint);
+    else tg_interrupt_clear();
+    tg_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = tg_trainer_run_epoch(&t->trainer);
+    Py_END_ALLOW_THREADS
+    if (catch_sigint) tg_py_interruptible_end(&sigint);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    const tg_train_progress *p = &t->trainer.progress;
+    return PyFloat_FromDouble(p->loss_sum / (double)p->steps_per_epoch);
+}
+
+static PyObject *trainer_evaluate(PyObject *self, PyObject *args)
+{
+    TrainerObject *t = (TrainerObject *)self;
+    PyObject *images_obj, *labels_obj;
+    if (!PyArg_ParseTuple(args, "OO", &images_obj, &labels_obj)) return NULL;
+    tg_tensor images, labels, logits;
+    if (tg_py_tensor_from_object(images_obj, &images, "images") != 0) return NULL;
+    if (tg_py_tensor_from_object(labels_obj, &labels, "labels") != 0) {
+        tg_tensor_free(&images);
+        return NULL;
+    }
+    tg_memory_source memory = t->memory;
+    memory.images = &images;
+    memory.labels = &labels;
+    tg_batch_source source;
+    tg_status status = tg_memory_source_bind(&memory, &source);
+    int64_t shape[2] = {source.size, t->trainer.model->options.num_classes};
+    if (status == TG_STATUS_OK) status = tg_tensor_init(&logits, TG_DTYPE_F32, 2, shape);
+    double loss = 0.0;
+    if (status == TG_STATUS_OK) {
+        tg_py_sigint_state sigint;
+        tg_py_interruptible_begin(&sigint);
+        Py_BEGIN_ALLOW_THREADS
+        status = tg_trainer_evaluate(&t->trainer, &source, logits.data, &loss);
+        Py_END_ALLOW_THREADS
+        tg_py_interruptible_end(&sigint);
+        if (status != TG_STATUS_OK) tg_tensor_free(&logits);
+    }
+    tg_tensor_free(&images);
+    tg_tensor_free(&labels);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    PyObject *wrapped = tg_py_tensor_wrap(&logits);
+    return wrapped ? Py_BuildValue("(Nd)", wrapped, loss) : NULL;
+}
+
+static PyObject *trainer_progress(PyObject *self, PyObject *unused)
+{
+    const tg_train_progress *p = &((TrainerObject *)self)->trainer.progress;
+    return Py_BuildValue("{s:L,s:L,s:L,s:L,s:L,s:d,s:d}", "epoch",
+                         (long long)__atomic_load_n(&p->epoch, __ATOMIC_ACQUIRE), "step_in_epoch",
+                         (long long)__atomic_load_n(&p->step_in_epoch, __ATOMIC_ACQUIRE), "steps_per_epoch",
+                         (long long)p->steps_per_epoch, "global_step",
+                         (long long)__atomic_load_n(&p->global_step, __ATOMIC_ACQUIRE), "samples_done",
+                         (long long)p->samples_done, "loss", p->last_loss, "lr", p->last_lr);
+}
+
+static PyObject *trainer_observe(PyObject *self, PyObject *arg)
+{
+    double metric = PyFloat_AsDouble(arg);
+    if (metric == -1.0 && PyErr_Occurred()) return NULL;
+    tg_schedule_observe(&((TrainerObject *)self)->trainer.schedule, metric);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef trainer_methods[] = {
+    {"run_epoch", (PyCFunction)(void (*)(void))trainer_run_epoch, METH_VARARGS | METH_KEYWORDS,
+     "run_epoch(catch_sigint=True) -> mean training loss of the epoch"},
+    {"evaluate", trainer_evaluate, METH_VARARGS, "evaluate(images, labels) -> (logits, mean loss)"},
+    {"progress", trainer_progress, METH_NOARGS, "progress() -> dict (safe while run_epoch runs in another thread)"},
+    {"observe", trainer_observe, METH_O, "observe(metric): feed reduce-on-plateau"},
+    {NULL, NULL, 0, NULL},
+};
+
+PyTypeObject tg_py_trainer_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "trugrade._C.Trainer",
+    .tp_basicsize = sizeof(TrainerObject),
+    .tp_dealloc = trainer_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Trainer(model, images, labels, **options): the C training loop over in-memory arrays",
+    .tp_methods = trainer_methods,
+    .tp_init = trainer_init,
+    .tp_new = PyType_GenericNew,
+};
+
+static PyObject *py_interrupt(PyObject *self, PyObject *unused)
+{
+    tg_interrupt_request();
+    Py_RETURN_NONE;
+}
+
+PyMethodDef tg_py_train_methods[] = {
+    {"interrupt", py_interrupt, METH_NOARGS, "interrupt(): ask running C work to stop at the next step"},
+    {NULL, NULL, 0, NULL},
+};

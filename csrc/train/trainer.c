@@ -1,0 +1,234 @@
+/* trainer.c: the step loop of an epoch, evaluation, and the in-memory batch source. */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/threads.h"
+
+/* ---- the in-memory source ---- */
+
+typedef struct fill_ctx {
+    const tg_memory_source *memory;
+    const int64_t *indices;
+    float *images;           /* [count, C, H, W] */
+    int64_t per_sample, plane;
+    int64_t channels;
+} fill_ctx;
+
+static void fill_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    const fill_ctx *c = arg;
+    const tg_tensor *images = c->memory->images;
+    for (int64_t s = begin; s < end; s++) {
+        int64_t index = c->indices[s];
+        float *out = c->images + s * c->per_sample;
+        for (int64_t ch = 0; ch < c->channels; ch++) {
+            float mean = c->memory->mean[ch], inv_std = 1.0f / c->memory->std[ch];
+            float *dst = out + ch * c->plane;
+            if (images->dtype == TG_DTYPE_U8) {
+                const uint8_t *src = (const uint8_t *)images->data + index * c->per_sample + ch * c->plane;
+                for (int64_t i = 0; i < c->plane; i++) dst[i] = ((float)src[i] * (1.0f / 255.0f) - mean) * inv_std;
+            } else {
+                const float *src = (const float *)images->data + index * c->per_sample + ch * c->plane;
+                for (int64_t i = 0; i < c->plane; i++) dst[i] = (src[i] - mean) * inv_std;
+            }
+        }
+    }
+}
+
+static tg_status memory_fill(void *ctx, const int64_t *indices, int64_t count, float *images, int64_t *labels)
+{
+    const tg_memory_source *memory = ctx;
+    const tg_tensor *im = memory->images;
+    fill_ctx c = {.memory = memory, .indices = indices, .images = images, .channels = im->shape[1],
+                  .plane = im->shape[2] * im->shape[3]};
+    c.per_sample = c.channels * c.plane;
+    tg_parallel_for(count, 16, fill_range, &c);
+    const int64_t *all_labels = memory->labels->data;
+    for (int64_t s = 0; s < count; s++) labels[s] = all_labels[indices[s]];
+    return TG_STATUS_OK;
+}
+
+tg_status tg_memory_source_bind(tg_memory_source *memory, tg_batch_source *source)
+{
+    const tg_tensor *im = memory->images, *lab = memory->labels;
+    char a[96], b[96];
+    if (im->ndim != 4 || (im->dtype != TG_DTYPE_U8 && im->dtype != TG_DTYPE_F32))
+        return tg_error(TG_STATUS_SHAPE, "training images must be uint8 or float32 (N, C, H, W), got %s %s",
+                        tg_dtype_name(im->dtype), tg_shape_str(im, a, sizeof a));
+    if (im->shape[1] > TG_MAX_CHANNELS)
+        return tg_error(TG_STATUS_SHAPE, "training images have %lld channels; at most %d",
+                        (long long)im->shape[1], TG_MAX_CHANNELS);
+    if (lab->ndim != 1 || lab->dtype != TG_DTYPE_I64 || lab->shape[0] != im->shape[0])
+        return tg_error(TG_STATUS_SHAPE, "labels must be int64 (N,) matching %lld images, got %s %s",
+                        (long long)im->shape[0], tg_dtype_name(lab->dtype), tg_shape_str(lab, b, sizeof b));
+    for (int ch = 0; ch < im->shape[1]; ch++)
+        if (!(memory->std[ch] > 0))
+            return tg_error(TG_STATUS_VALUE, "normalisation std of channel %d must be > 0, got %g", ch, memory->std[ch]);
+    source->ctx = memory;
+    source->size = im->shape[0];
+    source->fill = memory_fill;
+    return TG_STATUS_OK;
+}
+
+/* ---- epoch order ---- */
+
+static uint64_t splitmix64(uint64_t *state)
+{
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+void tg_epoch_order(uint64_t seed, int64_t epoch, int64_t n, int shuffle, int64_t *order)
+{
+    for (int64_t i = 0; i < n; i++) order[i] = i;
+    if (!shuffle) return;
+    uint64_t state = seed ^ (0xa0761d6478bd642full * (uint64_t)(epoch + 1));
+    for (int64_t i = n - 1; i > 0; i--) {
+        int64_t j = (int64_t)(splitmix64(&state) % (uint64_t)(i + 1));
+        int64_t t = order[i];
+        order[i] = order[j];
+        order[j] = t;
+    }
+}
+
+/* ---- trainer ---- */
+
+tg_status tg_trainer_init(tg_trainer *t, tg_model *model, const tg_optim_config *optim,
+                          const tg_schedule_config *schedule, const tg_train_options *options,
+                          const tg_batch_source *train)
+{
+    memset(t, 0, sizeof *t);
+    if (options->batch_size < 1 || options->epochs < 1 || options->accumulate < 1)
+        return tg_error(TG_STATUS_CONFIG, "training: batch_size, epochs and accumulate must be >= 1 (got %lld, %lld, %lld)",
+                        (long long)options->batch_size, (long long)options->epochs, (long long)options->accumulate);
+    if (train->size < 1) return tg_error(TG_STATUS_DATASET, "training: the training set is empty");
+    const tg_tensor *input = &model->graph.nodes[model->input].value;
+    t->model = model;
+    t->options = *options;
+    t->train = *train;
+    TG_TRY(tg_schedule_init(&t->schedule, schedule));
+    TG_TRY(tg_optimizer_init(&t->optimizer, optim, &model->graph));
+    int64_t per_sample = input->shape[1] * input->shape[2] * input->shape[3];
+    t->order = malloc(sizeof *t->order * (size_t)train->size);
+    t->batch_images = tg_aligned_alloc(sizeof(float) * (size_t)(per_sample * options->batch_size));
+    t->batch_labels = tg_aligned_alloc(sizeof(int64_t) * (size_t)options->batch_size);
+    t->batch_indices = malloc(sizeof(int64_t) * (size_t)options->batch_size);
+    if (!t->order || !t->batch_images || !t->batch_labels || !t->batch_indices) {
+        tg_trainer_free(t);
+        return tg_error(TG_STATUS_NOMEM, "training: out of memory for batch buffers");
+    }
+    t->progress.steps_per_epoch = (train->size + options->batch_size - 1) / options->batch_size;
+    return TG_STATUS_OK;
+}
+
+void tg_trainer_free(tg_trainer *t)
+{
+    tg_optimizer_free(&t->optimizer);
+    free(t->order);
+    tg_aligned_free(t->batch_images);
+    tg_aligned_free(t->batch_labels);
+    free(t->batch_indices);
+    memset(t, 0, sizeof *t);
+}
+
+/* Feeds a batch of `count` samples already in the batch buffers. */
+static tg_status feed_batch(tg_trainer *t, int64_t count)
+{
+    tg_model *m = t->model;
+    const tg_tensor *input = &m->graph.nodes[m->input].value;
+    int64_t ishape[4] = {count, input->shape[1], input->shape[2], input->shape[3]};
+    tg_tensor images = {.dtype = TG_DTYPE_F32, .ndim = 4, .data = t->batch_images};
+    tg_tensor labels = {.dtype = TG_DTYPE_I64, .ndim = 1, .data = t->batch_labels};
+    memcpy(images.shape, ishape, sizeof ishape);
+    images.shape[4] = 1;
+    labels.shape[0] = count;
+    for (int d = 1; d < TG_MAX_DIMS; d++) labels.shape[d] = 1;
+    TG_TRY(tg_graph_feed(&m->graph, m->input, &images));
+    return tg_graph_feed(&m->graph, m->target, &labels);
+}
+
+static tg_status ensure_training_plan(tg_trainer *t)
+{
+    tg_graph *g = &t->model->graph;
+    if (g->planned && g->loss == t->model->loss) return TG_STATUS_OK;
+    return tg_graph_plan(g, t->model->loss, NULL);
+}
+
+tg_status tg_trainer_run_epoch(tg_trainer *t)
+{
+    tg_train_progress *p = &t->progress;
+    tg_model *m = t->model;
+    int64_t n = t->train.size, batch = t->options.batch_size;
+    tg_epoch_order(t->options.seed, p->epoch, n, t->options.shuffle, t->order);
+    if (p->step_in_epoch == 0) p->loss_sum = 0.0;
+    TG_TRY(ensure_training_plan(t));
+    for (; p->step_in_epoch < p->steps_per_epoch; ) {
+        if (tg_interrupt_pending())
+            return tg_error(TG_STATUS_INTERRUPTED, "training interrupted at epoch %lld step %lld",
+                            (long long)p->epoch + 1, (long long)p->step_in_epoch);
+        int64_t start = p->step_in_epoch * batch;
+        int64_t count = start + batch <= n ? batch : n - start;
+        TG_TRY(t->train.fill(t->train.ctx, t->order + start, count, t->batch_images, t->batch_labels));
+        TG_TRY(feed_batch(t, count));
+        if (!m->graph.planned) TG_TRY(tg_graph_plan(&m->graph, m->loss, NULL));
+        int64_t accumulate = t->options.accumulate;
+        if (p->global_step % accumulate == 0) tg_graph_zero_grad(&m->graph);
+        TG_TRY(tg_graph_forward(&m->graph, 1));
+        double loss = ((const float *)m->graph.nodes[m->loss].value.data)[0];
+        if (!isfinite(loss))
+            return tg_error(TG_STATUS_VALUE, "training stopped: the loss is %g at epoch %lld step %lld; the last good "
+                            "weights are those before this step", loss, (long long)p->epoch + 1,
+                            (long long)p->step_in_epoch);
+        TG_TRY(tg_graph_backward(&m->graph));
+        const char *bad = tg_optimizer_first_nonfinite_grad(&t->optimizer);
+        if (bad)
+            return tg_error(TG_STATUS_VALUE, "training stopped: the gradient of '%s' is not finite at epoch %lld step "
+                            "%lld (first such parameter in the model's order)", bad, (long long)p->epoch + 1,
+                            (long long)p->step_in_epoch);
+        double lr = tg_schedule_lr(&t->schedule, t->optimizer_steps);
+        if ((p->global_step + 1) % accumulate == 0 || p->step_in_epoch + 1 == p->steps_per_epoch) {
+            if (t->options.grad_clip_value > 0) tg_clip_grad_value(&t->optimizer, t->options.grad_clip_value);
+            if (t->options.grad_clip_norm > 0) tg_clip_grad_norm(&t->optimizer, t->options.grad_clip_norm);
+            if (accumulate > 1) tg_optimizer_scale_grads(&t->optimizer, 1.0 / (double)accumulate);
+            TG_TRY(tg_optimizer_step(&t->optimizer, lr));
+            t->optimizer_steps++;
+        }
+        p->last_loss = loss;
+        p->last_lr = lr;
+        p->loss_sum += loss;
+        p->samples_done = start + count;
+        __atomic_store_n(&p->global_step, p->global_step + 1, __ATOMIC_RELEASE);
+        __atomic_store_n(&p->step_in_epoch, p->step_in_epoch + 1, __ATOMIC_RELEASE);
+    }
+    p->epoch++;
+    p->step_in_epoch = 0;
+    p->samples_done = 0;
+    return TG_STATUS_OK;
+}
+
+tg_status tg_trainer_evaluate(tg_trainer *t, const tg_batch_source *source, float *logits, double *mean_loss)
+{
+    tg_model *m = t->model;
+    int64_t batch = t->options.batch_size, n = source->size;
+    tg_graph *g = &m->graph;
+    double loss_sum = 0.0;
+    int64_t classes = m->options.num_classes;
+    for (int64_t start = 0; start < n; start += batch) {
+        if (tg_interrupt_pending()) return tg_error(TG_STATUS_INTERRUPTED, "evaluation interrupted");
+        int64_t count = start + batch <= n ? batch : n - start;
+        for (int64_t i = 0; i < count; i++) t->batch_indices[i] = start + i;
+        TG_TRY(source->fill(source->ctx, t->batch_indices, count, t->batch_images, t->batch_labels));
+        TG_TRY(feed_batch(t, count));
+        if (!g->planned) TG_TRY(tg_graph_plan(g, m->loss, NULL));
+        TG_TRY(tg_graph_forward(g, 0));
+        loss_sum += ((const float *)g->nodes[m->loss].value.data)[0] * (double)count;
+        memcpy(logits + start * classes, g->nodes[m->output].value.data, sizeof(float) * (size_t)(count * classes));
+    }
+    if (mean_loss) *mean_loss = n ? loss_sum / (double)n : 0.0;
+    return TG_STATUS_OK;
+}

@@ -1,0 +1,94 @@
+/* trainer.h: the training loop. Python calls one epoch at a time (checkpoints,
+ * reports and early stopping sit between epochs); every step of an epoch runs
+ * here: batch assembly, forward, backward, clipping, the optimizer and the
+ * schedule, with no Python and no allocation per step.
+ *
+ * Determinism: the sample order of an epoch depends only on (seed, epoch), the
+ * dropout randomness only on (seed, step), kernels not on the thread count, so
+ * a run resumed from a checkpoint continues bit-identically. */
+#ifndef TG_TRAINER_H
+#define TG_TRAINER_H
+
+#include <stdint.h>
+
+#include "../models/model.h"
+#include "../optim/optim.h"
+#include "../optim/schedule.h"
+
+#define TG_MAX_CHANNELS 16
+
+/* Where batches come from: fills `count` samples (by dataset index) as float32
+ * images [count, C, H, W], already normalised, and int64 labels [count]. */
+typedef struct tg_batch_source {
+    void *ctx;
+    int64_t size;                          /* samples in the dataset */
+    tg_status (*fill)(void *ctx, const int64_t *indices, int64_t count, float *images, int64_t *labels);
+} tg_batch_source;
+
+/* An in-memory labelled image set (e.g. IDX), normalised per channel on the fly. */
+typedef struct tg_memory_source {
+    const tg_tensor *images;       /* uint8 or float32 [N, C, H, W] */
+    const tg_tensor *labels;       /* int64 [N] */
+    float mean[TG_MAX_CHANNELS];   /* after scaling uint8 to [0, 1] */
+    float std[TG_MAX_CHANNELS];
+} tg_memory_source;
+
+/* A batch source over a tg_memory_source (which must outlive it). TG_STATUS_SHAPE
+ * or DTYPE naming the array when images/labels do not fit. */
+tg_status tg_memory_source_bind(tg_memory_source *memory, tg_batch_source *source);
+
+typedef struct tg_train_options {
+    int64_t epochs;
+    int64_t batch_size;
+    uint64_t seed;
+    int shuffle;                 /* 1: a new permutation per epoch */
+    double grad_clip_norm;       /* > 0: clip the global norm */
+    double grad_clip_value;      /* > 0: clamp each gradient */
+    int64_t accumulate;          /* optimizer step every this many batches (>= 1) */
+} tg_train_options;
+
+/* What Python polls from another thread while an epoch runs. */
+typedef struct tg_train_progress {
+    int64_t epoch;               /* 0-based, the epoch running */
+    int64_t step_in_epoch;       /* batches done in this epoch */
+    int64_t steps_per_epoch;
+    int64_t global_step;         /* batches done in the run */
+    int64_t samples_done;        /* samples done in this epoch */
+    double last_loss, last_lr;
+    double loss_sum;             /* of this epoch's batches */
+} tg_train_progress;
+
+typedef struct tg_trainer {
+    tg_model *model;
+    tg_optimizer optimizer;
+    tg_schedule schedule;
+    tg_train_options options;
+    tg_batch_source train;
+    int64_t *order;              /* [train.size] this epoch's sample order */
+    float *batch_images;         /* [batch, C, H, W] */
+    int64_t *batch_labels;       /* [batch] */
+    int64_t *batch_indices;      /* [batch] evaluation's sample indices */
+    tg_train_progress progress;  /* written by the loop, read by pollers */
+    int64_t optimizer_steps;     /* updates applied */
+} tg_trainer;
+
+/* Prepares a trainer for `model` (which must outlive it). */
+tg_status tg_trainer_init(tg_trainer *trainer, tg_model *model, const tg_optim_config *optim,
+                          const tg_schedule_config *schedule, const tg_train_options *options,
+                          const tg_batch_source *train);
+void tg_trainer_free(tg_trainer *trainer);
+
+/* Runs the rest of the current epoch (from progress.step_in_epoch), then moves to
+ * the next. TG_STATUS_INTERRUPTED at a step boundary when interrupted (the state
+ * is consistent and the epoch can be continued); TG_STATUS_VALUE naming the step
+ * and the first parameter when the loss or a gradient is not finite (the update
+ * of that step is not applied). */
+tg_status tg_trainer_run_epoch(tg_trainer *trainer);
+
+/* Logits [source.size, classes] and the mean loss of `source` in eval mode. */
+tg_status tg_trainer_evaluate(tg_trainer *trainer, const tg_batch_source *source, float *logits, double *mean_loss);
+
+/* The permutation of [0, n) for (seed, epoch): splitmix64-keyed Fisher-Yates. */
+void tg_epoch_order(uint64_t seed, int64_t epoch, int64_t n, int shuffle, int64_t *order);
+
+#endif
