@@ -121,16 +121,23 @@ typedef struct gemm_job {
     int64_t m, n, k;
     gemm_matrix a;         /* [m, k] */
     gemm_matrix b;         /* [k, n] */
-    float *c;              /* [m, n] at c[i*c_rs + j*c_cs] */
-    int64_t c_rs, c_cs;
+    float *c;              /* [m, n] at c[i*ldc + j] */
+    int64_t ldc;
     int beta_zero;
     int64_t kc;            /* K block, from k alone */
     int split_n;           /* threads take ranges of nr-column (1) or mr-row (0) units */
 } gemm_job;
 
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
 static inline float element(const gemm_matrix *x, int bf16, int64_t offset)
 {
     return bf16 ? tg_bf16_to_f32(((const tg_bf16 *)x->data)[offset]) : ((const float *)x->data)[offset];
+}
+
+static inline const void *element_address(const gemm_matrix *x, int bf16, int64_t offset)
+{
+    return bf16 ? (const void *)((const tg_bf16 *)x->data + offset) : (const void *)((const float *)x->data + offset);
 }
 
 /* Packs A[i0 : i0+mc, p0 : p0+kc] as micro-panels [kc][mr], rows past mc zero. */
@@ -142,6 +149,9 @@ static void pack_a(const gemm_job *job, int64_t i0, int64_t mc, int64_t p0, int6
         int64_t rows = mc - ir < mr ? mc - ir : mr;
         float *restrict panel = dst + ir * kc;   /* [kc][mr] */
         int64_t origin = (i0 + ir) * rs + p0 * cs;
+        if (job->kernel->pack_a &&
+            job->kernel->pack_a(element_address(&job->a, job->bf16, origin), job->bf16, rs, cs, rows, kc, panel))
+            continue;
         if (rows < mr) memset(panel, 0, sizeof(float) * (size_t)(kc * mr));
         if (!job->bf16 && rs == 1) {
             const float *src = (const float *)job->a.data + origin;
@@ -167,6 +177,9 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
         int64_t cols = nc - jr < nr ? nc - jr : nr;
         float *restrict panel = dst + jr * kc;   /* [kc][nr] */
         int64_t origin = p0 * rs + (j0 + jr) * cs;
+        if (job->kernel->pack_b &&
+            job->kernel->pack_b(element_address(&job->b, job->bf16, origin), job->bf16, cs, rs, cols, kc, panel))
+            continue;
         if (cols < nr) memset(panel, 0, sizeof(float) * (size_t)(kc * nr));
         if (!job->bf16 && cs == 1) {
             const float *src = (const float *)job->b.data + origin;
@@ -200,15 +213,15 @@ static void macro_kernel(const gemm_job *job, int64_t ic, int64_t mc, int64_t jc
         for (int64_t ir = 0; ir < mc; ir += mr) {
             int64_t rows = mc - ir < mr ? mc - ir : mr;
             const float *a_panel = a_packed + ir * kc;
-            float *c = job->c + (ic + ir) * job->c_rs + (jc + jr) * job->c_cs;
-            if (rows == mr && cols == nr && job->c_cs == 1) {
-                kernel->micro(kc, a_panel, b_panel, c, job->c_rs, accumulate);
+            float *c = job->c + (ic + ir) * job->ldc + jc + jr;
+            if (rows == mr && cols == nr) {
+                kernel->micro(kc, a_panel, b_panel, c, job->ldc, accumulate);
                 continue;
             }
             kernel->micro(kc, a_panel, b_panel, tile, nr, 0);
             for (int64_t r = 0; r < rows; r++)
                 for (int64_t j = 0; j < cols; j++) {
-                    float *out = c + r * job->c_rs + j * job->c_cs;
+                    float *out = c + r * job->ldc + j;
                     *out = accumulate ? *out + tile[r * nr + j] : tile[r * nr + j];
                 }
         }
@@ -222,7 +235,7 @@ static void gemm_unpacked(const gemm_job *job, int64_t i0, int64_t i1, int64_t j
 {
     for (int64_t i = i0; i < i1; i++)
         for (int64_t j = j0; j < j1; j++) {
-            float *out = job->c + i * job->c_rs + j * job->c_cs;
+            float *out = job->c + i * job->ldc + j;
             for (int64_t pc = 0; pc < job->k; pc += job->kc) {
                 int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
                 float sum = 0.0f;
@@ -234,17 +247,34 @@ static void gemm_unpacked(const gemm_job *job, int64_t i0, int64_t i1, int64_t j
         }
 }
 
+/* NOTE: when the thread's rows fit one A block (m <= mc: most conv and linear shapes),
+ * each B micro-panel is packed right before its use, while it is hot in L1, instead of
+ * packing a whole kc x nc block that would spill to L3 and be read back. */
 static void gemm_block(const gemm_job *job, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
     const tg_gemm_kernel *kernel = job->kernel;
     const int64_t mr = kernel->mr, nr = kernel->nr;
-    int64_t mc_max = kernel->mc < (i1 - i0) ? kernel->mc : (i1 - i0 + mr - 1) / mr * mr;
-    int64_t nc_max = kernel->nc < (j1 - j0) ? kernel->nc : (j1 - j0 + nr - 1) / nr * nr;
+    const int single_a_block = i1 - i0 <= kernel->mc;
+    int64_t mc_max = single_a_block ? round_up(i1 - i0, mr) : kernel->mc;
+    int64_t nc_max = single_a_block ? nr : kernel->nc < j1 - j0 ? kernel->nc : round_up(j1 - j0, nr);
     gemm_buffers *buffers = thread_buffers();
     float *a_packed = buffers ? grow(&buffers->a, &buffers->a_floats, (size_t)(mc_max * job->kc)) : NULL;
     float *b_packed = buffers ? grow(&buffers->b, &buffers->b_floats, (size_t)(nc_max * job->kc)) : NULL;
     if (!a_packed || !b_packed) {
         gemm_unpacked(job, i0, i1, j0, j1);
+        return;
+    }
+    if (single_a_block) {
+        for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+            int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
+            int accumulate = !(job->beta_zero && pc == 0);
+            pack_a(job, i0, i1 - i0, pc, kc, a_packed);
+            for (int64_t jr = j0; jr < j1; jr += nr) {
+                int64_t cols = j1 - jr < nr ? j1 - jr : nr;
+                pack_b(job, pc, kc, jr, cols, b_packed);
+                macro_kernel(job, i0, i1 - i0, jr, cols, kc, accumulate, a_packed, b_packed);
+            }
+        }
         return;
     }
     for (int64_t jc = j0; jc < j1; jc += kernel->nc) {
@@ -277,8 +307,6 @@ static void gemm_range(void *ctx, int64_t begin, int64_t end, int thread_index)
     }
 }
 
-static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
-
 static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
                      const void *b, int64_t ldb, float beta, float *c, int64_t ldc)
 {
@@ -293,22 +321,8 @@ static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, i
         .kernel = kernel, .bf16 = bf16, .m = m, .n = n, .k = k,
         .a = {a, trans_a ? 1 : lda, trans_a ? lda : 1},
         .b = {b, trans_b ? 1 : ldb, trans_b ? ldb : 1},
-        .c = c, .c_rs = ldc, .c_cs = 1, .beta_zero = beta == 0.0f,
+        .c = c, .ldc = ldc, .beta_zero = beta == 0.0f,
     };
-    /* NOTE: computing C^T = B^T A^T instead wastes less of the register tile when m and n
-     * fit it badly (512 x 49); it writes C through strided edge-tile stores, so it is taken
-     * only for a clear gain. The choice depends on the shape alone. */
-    int64_t waste_normal = round_up(m, kernel->mr) * round_up(n, kernel->nr);
-    int64_t waste_swapped = round_up(n, kernel->mr) * round_up(m, kernel->nr);
-    if (waste_swapped * 10 < waste_normal * 9) {
-        gemm_matrix old_a = job.a;
-        job.m = n;
-        job.n = m;
-        job.a = (gemm_matrix){job.b.data, job.b.cs, job.b.rs};
-        job.b = (gemm_matrix){old_a.data, old_a.cs, old_a.rs};
-        job.c_rs = 1;
-        job.c_cs = ldc;
-    }
     int64_t k_blocks = (k + kernel->kc - 1) / kernel->kc;
     job.kc = (k + k_blocks - 1) / k_blocks;
     int64_t units_m = (job.m + kernel->mr - 1) / kernel->mr;

@@ -2,10 +2,13 @@
  * Compiled for every CPU (target attribute), called only after runtime dispatch in gemm.c.
  * Not the driver: packing, blocking and threads live in gemm.c. */
 #include <immintrin.h>
+#include <stdint.h>
 
 #include "gemm_kernel.h"
 
 #define TG_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,fma")))
+
+typedef uint16_t tg_bf16_bits;   /* raw bfloat16, as tg_bf16 in dtype.h */
 
 /* NOTE: 14 rows x 2 zmm = 28 accumulators + 2 B vectors + 1 broadcast = 31 of the 32
  * zmm registers; per k step 2 loads and 14 broadcasts (load ports) feed 28 FMAs, so the
@@ -47,8 +50,86 @@ TG_AVX512 static void micro_14x32(int64_t kc, const float *restrict a, const flo
     TG_ROWS(TG_STORE)
 }
 
+/* ---- packing ---- */
+
+/* 16 bfloat16 values widened to float32 (a bfloat16 is the top half of a float32). */
+TG_AVX512 static inline __m512 widen_bf16(__m256i halves)
+{
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(halves), 16));
+}
+
+TG_AVX512 static inline __mmask16 first_lanes(int64_t count)
+{
+    return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1u);
+}
+
+/* Lines contiguous (line_stride 1): one masked load per p. Lines strided and p contiguous
+ * (p_stride 1, float32): a gather of the lines per p. */
+TG_AVX512 static int pack_14(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
+                             int64_t kc, float *panel)
+{
+    const __mmask16 store_mask = 0x3fff, load_mask = first_lanes(count);
+    if (line_stride == 1) {
+        for (int64_t p = 0; p < kc; p++) {
+            __m512 v = bf16 ? widen_bf16(_mm256_maskz_loadu_epi16(load_mask, (const tg_bf16_bits *)src + p * p_stride))
+                            : _mm512_maskz_loadu_ps(load_mask, (const float *)src + p * p_stride);
+            _mm512_mask_storeu_ps(panel + p * 14, store_mask, v);
+        }
+        return 1;
+    }
+    if (p_stride == 1 && !bf16 && line_stride <= INT32_MAX / 16) {
+        const int s = (int)line_stride;
+        const __m512i index = _mm512_setr_epi32(0, s, 2 * s, 3 * s, 4 * s, 5 * s, 6 * s, 7 * s, 8 * s, 9 * s,
+                                                10 * s, 11 * s, 12 * s, 13 * s, 0, 0);
+        const float *f = src;
+        for (int64_t p = 0; p < kc; p++) {
+            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), load_mask, index, f + p, 4);
+            _mm512_mask_storeu_ps(panel + p * 14, store_mask, v);
+        }
+        return 1;
+    }
+    return 0;
+}
+
+TG_AVX512 static int pack_32(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
+                             int64_t kc, float *panel)
+{
+    const __mmask16 low = first_lanes(count), high = first_lanes(count - 16);
+    if (line_stride == 1) {
+        for (int64_t p = 0; p < kc; p++) {
+            __m512 v0, v1;
+            if (bf16) {
+                const tg_bf16_bits *h = (const tg_bf16_bits *)src + p * p_stride;
+                v0 = widen_bf16(_mm256_maskz_loadu_epi16(low, h));
+                v1 = widen_bf16(_mm256_maskz_loadu_epi16(high, h + 16));
+            } else {
+                const float *f = (const float *)src + p * p_stride;
+                v0 = _mm512_maskz_loadu_ps(low, f);
+                v1 = _mm512_maskz_loadu_ps(high, f + 16);
+            }
+            _mm512_store_ps(panel + p * 32, v0);
+            _mm512_store_ps(panel + p * 32 + 16, v1);
+        }
+        return 1;
+    }
+    if (p_stride == 1 && !bf16 && line_stride <= INT32_MAX / 32) {
+        const int s = (int)line_stride;
+        const __m512i index0 = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                  _mm512_set1_epi32(s));
+        const __m512i index1 = _mm512_add_epi32(index0, _mm512_set1_epi32(16 * s));
+        const float *f = src;
+        for (int64_t p = 0; p < kc; p++) {
+            _mm512_store_ps(panel + p * 32, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, index0, f + p, 4));
+            _mm512_store_ps(panel + p * 32 + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, index1, f + p, 4));
+        }
+        return 1;
+    }
+    return 0;
+}
+
 static const tg_gemm_kernel kernel_avx512 = {
-    .name = "avx512-14x32", .mr = 14, .nr = 32, .mc = 14 * 24, .kc = 256, .nc = 4096, .micro = micro_14x32,
+    .name = "avx512-14x32", .mr = 14, .nr = 32, .mc = 14 * 40, .kc = 256, .nc = 4096, .micro = micro_14x32,
+    .pack_a = pack_14, .pack_b = pack_32,
 };
 
 const tg_gemm_kernel *tg_gemm_kernel_avx512(void) { return &kernel_avx512; }
