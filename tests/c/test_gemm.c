@@ -13,6 +13,7 @@
 #include "../../csrc/core/tensor.h"
 #include "../../csrc/core/threads.h"
 #include "../../csrc/ops/gemm.h"
+#include "../../csrc/ops/op.h"
 #include "check.h"
 
 static uint64_t rng_state = 88172645463325252ull;
@@ -124,7 +125,7 @@ static void test_against_naive(tg_gemm_backend backend)
         runs++;
         problem_free(&p);
     }
-    /* larger shapes: several K blocks, several mc blocks, swapped orientation */
+    /* larger shapes: several K blocks, several mc blocks, thin matrices */
     static const int64_t big[][3] = {{300, 70, 600}, {40, 400, 300}, {129, 33, 520}, {512, 9, 100}};
     for (int s = 0; s < 4; s++)
         for (int t = 0; t < 4; t++) {
@@ -181,6 +182,56 @@ static void test_thread_invariance(void)
     tg_threads_shutdown();
 }
 
+/* linear with bfloat16 x and weight: float32 output equal to the float32 op on the
+ * widened values; gradients (bfloat16 here, as the eager call makes them) close to those. */
+static void test_linear_bf16(void)
+{
+    const tg_op_def *linear = tg_op_find("linear");
+    CHECK(linear != NULL);
+    if (!linear) return;
+    int64_t xs[2] = {9, 33}, ws[2] = {17, 33};
+    tg_tensor x16, w16, x32, w32, g;
+    CHECK_OK(tg_tensor_init(&x16, TG_DTYPE_BF16, 2, xs));
+    CHECK_OK(tg_tensor_init(&w16, TG_DTYPE_BF16, 2, ws));
+    CHECK_OK(tg_tensor_init(&x32, TG_DTYPE_F32, 2, xs));
+    CHECK_OK(tg_tensor_init(&w32, TG_DTYPE_F32, 2, ws));
+    int64_t ys[2] = {9, 17};
+    CHECK_OK(tg_tensor_init(&g, TG_DTYPE_F32, 2, ys));
+    for (int i = 0; i < 9 * 33; i++)
+        ((float *)x32.data)[i] = tg_bf16_to_f32(((tg_bf16 *)x16.data)[i] = tg_bf16_from_f32(uniform()));
+    for (int i = 0; i < 17 * 33; i++)
+        ((float *)w32.data)[i] = tg_bf16_to_f32(((tg_bf16 *)w16.data)[i] = tg_bf16_from_f32(uniform()));
+    for (int i = 0; i < 9 * 17; i++) ((float *)g.data)[i] = uniform();
+    const tg_tensor *in16[2] = {&x16, &w16}, *in32[2] = {&x32, &w32};
+    tg_op_call c16 = {.def = linear, .in = in16, .n_in = 2}, c32 = {.def = linear, .in = in32, .n_in = 2};
+    CHECK_OK(tg_op_call_forward(&c16));
+    CHECK_OK(tg_op_call_forward(&c32));
+    CHECK(c16.out.dtype == TG_DTYPE_F32);
+    CHECK(memcmp(c16.out.data, c32.out.data, sizeof(float) * 9 * 17) == 0);
+    int want[2] = {1, 1};
+    tg_tensor g16[2], g32[2];
+    CHECK_OK(tg_op_call_backward(&c16, &g, want, g16));
+    CHECK_OK(tg_op_call_backward(&c32, &g, want, g32));
+    int close = 1;
+    for (int t = 0; t < 2; t++)
+        for (int64_t i = 0; i < tg_tensor_numel(&g32[t]); i++) {
+            float ref = ((float *)g32[t].data)[i], got = tg_bf16_to_f32(((tg_bf16 *)g16[t].data)[i]);
+            close &= fabsf(ref - got) <= 1e-2f * (1.0f + fabsf(ref));
+        }
+    CHECK(close);
+    for (int t = 0; t < 2; t++) {
+        tg_tensor_free(&g16[t]);
+        tg_tensor_free(&g32[t]);
+    }
+    tg_op_call_free(&c16);
+    tg_op_call_free(&c32);
+    tg_tensor_free(&x16);
+    tg_tensor_free(&w16);
+    tg_tensor_free(&x32);
+    tg_tensor_free(&w32);
+    tg_tensor_free(&g);
+}
+
 int main(void)
 {
     test_against_naive(TG_GEMM_BACKEND_AUTO);
@@ -188,6 +239,7 @@ int main(void)
     test_against_naive(TG_GEMM_BACKEND_OPENBLAS);
     test_against_openblas();
     test_thread_invariance();
+    test_linear_bf16();
     tg_threads_shutdown();
     return check_report("test_gemm");
 }
