@@ -20,6 +20,7 @@ typedef struct tg_pool {
     int started;                  /* workers running (count - 1 when up) */
     int count;                    /* threads including the caller */
     uint64_t generation;
+    uint64_t spawn_generation;    /* generation when the workers started: they wait for the next */
     int pending;
     int stopping;
     tg_range_fn fn;
@@ -57,7 +58,7 @@ static void run_chunk(int index)
 static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg;
-    uint64_t seen = 0;
+    uint64_t seen = pool.spawn_generation;   /* NOTE: not 0: a restarted pool must not rerun the last call */
     inside_worker = 1;
     sigset_t all;
     sigfillset(&all);
@@ -81,6 +82,7 @@ static int pool_start(void)
     if (pool.count == 0) pool.count = default_count();
     if (pool.started == pool.count - 1) return 0;
     pool.stopping = 0;
+    pool.spawn_generation = pool.generation;
     for (int i = 1; i < pool.count; i++) {
         if (pthread_create(&pool.workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0) {
             pool.count = i;

@@ -1,37 +1,409 @@
-/* gemm.c: GEMM through OpenBLAS's cblas (the reference path). */
+/* gemm.c: the GEMM driver (BLIS-style): packing of A and B panels, cache blocking,
+ * the split over threads, the runtime choice of micro-kernel, and OpenBLAS as the
+ * reference path (TRUGRADE_GEMM=openblas, read once).
+ * Not the micro-kernels' instructions: the AVX-512 one lives in gemm_avx512.c;
+ * the portable one below serves CPUs without AVX-512.
+ *
+ * Loops (Goto's order), per thread, over its own part of C:
+ *   for jc in blocks of nc columns:
+ *     for pc in blocks of kc (K, in increasing order):     pack B[pc, jc] -> [nc/nr][kc][nr]
+ *       for ic in blocks of mc rows:                       pack A[ic, pc] -> [mc/mr][kc][mr]
+ *         for jr, ir over micro-tiles:                     micro-kernel on an mr x nr tile
+ * NOTE: bit-identical results for any thread count: threads split only M or N (never K),
+ * the K blocks depend on k alone, and every micro-tile sums its kc products from zero and
+ * adds them to C once (gemm_kernel.h); so each C element sees the same operations in
+ * the same order wherever the thread and tile boundaries fall. */
 #include "gemm.h"
 
 #include <cblas.h>
+#include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../core/tensor.h"
+#include "../core/threads.h"
+#include "gemm_kernel.h"
+
+#define TG_GEMM_MAX_TILE 1024           /* floats of the largest mr x nr tile */
+#define TG_GEMM_PARALLEL_MIN (1 << 20)  /* m*n*k below this runs on the calling thread */
+
+/* ---- the portable micro-kernel (4 x 16; compilers vectorize the j loop) ---- */
+
+static void micro_portable(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
+                           int64_t ldc, int accumulate)
+{
+    float acc[4][16] = {{0}};
+    for (int64_t p = 0; p < kc; p++) {
+        for (int r = 0; r < 4; r++) {
+            float ar = a[r];
+            for (int j = 0; j < 16; j++) acc[r][j] += ar * b[j];
+        }
+        a += 4;
+        b += 16;
+    }
+    for (int r = 0; r < 4; r++)
+        for (int j = 0; j < 16; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+}
+
+static const tg_gemm_kernel kernel_portable = {
+    .name = "portable-4x16", .mr = 4, .nr = 16, .mc = 128, .kc = 256, .nc = 2048, .micro = micro_portable,
+};
+
+/* ---- one-time choices: kernel and backend ---- */
+
+static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
+static const tg_gemm_kernel *best_kernel;     /* of this CPU */
+static const tg_gemm_kernel *chosen_kernel;   /* best_kernel, or the portable one on request */
+static int use_openblas;
+static pthread_key_t buffers_key;
+static int buffers_key_ok;
+
+typedef struct gemm_buffers {
+    float *a;          /* packed A block  [mc/mr][kc][mr] */
+    size_t a_floats;
+    float *b;          /* packed B block  [nc/nr][kc][nr] */
+    size_t b_floats;
+} gemm_buffers;
+
+static void free_buffers(void *ptr)
+{
+    gemm_buffers *buffers = ptr;
+    tg_aligned_free(buffers->a);
+    tg_aligned_free(buffers->b);
+    free(buffers);
+}
+
+static void choose_once(void)
+{
+    best_kernel = __builtin_cpu_supports("avx512f") ? tg_gemm_kernel_avx512() : &kernel_portable;
+    const char *env = getenv("TRUGRADE_GEMM");
+    use_openblas = env && strcmp(env, "openblas") == 0;
+    chosen_kernel = env && strcmp(env, "portable") == 0 ? &kernel_portable : best_kernel;
+    buffers_key_ok = pthread_key_create(&buffers_key, free_buffers) == 0;
+}
+
+/* NOTE: packing buffers are cached per thread (a pthread key, freed when the thread
+ * exits) and only grow, so a steady state of same-sized calls never allocates. Per
+ * thread rather than per call site because conv and linear call the GEMM from inside
+ * parallel loops too. */
+static float *grow(float **buffer, size_t *have, size_t need)
+{
+    if (*have >= need) return *buffer;
+    tg_aligned_free(*buffer);
+    *buffer = tg_aligned_alloc(need * sizeof(float));
+    *have = *buffer ? need : 0;
+    return *buffer;
+}
+
+static gemm_buffers *thread_buffers(void)
+{
+    if (!buffers_key_ok) return NULL;
+    gemm_buffers *buffers = pthread_getspecific(buffers_key);
+    if (buffers) return buffers;
+    buffers = calloc(1, sizeof *buffers);
+    if (buffers && pthread_setspecific(buffers_key, buffers) != 0) {
+        free(buffers);
+        return NULL;
+    }
+    return buffers;
+}
+
+/* ---- the problem after transposes: element (i, j) of X at data[i*rs + j*cs] ---- */
+
+typedef struct gemm_matrix {
+    const void *data;   /* float or tg_bf16 */
+    int64_t rs, cs;
+} gemm_matrix;
+
+typedef struct gemm_job {
+    const tg_gemm_kernel *kernel;
+    int bf16;              /* A and B hold tg_bf16 */
+    int64_t m, n, k;
+    gemm_matrix a;         /* [m, k] */
+    gemm_matrix b;         /* [k, n] */
+    float *c;              /* [m, n] at c[i*ldc + j] */
+    int64_t ldc;
+    int beta_zero;
+    int64_t kc;            /* K block, from k alone */
+    int split_n;           /* threads take ranges of nr-column (1) or mr-row (0) units */
+} gemm_job;
+
+static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+
+static inline float element(const gemm_matrix *x, int bf16, int64_t offset)
+{
+    return bf16 ? tg_bf16_to_f32(((const tg_bf16 *)x->data)[offset]) : ((const float *)x->data)[offset];
+}
+
+static inline const void *element_address(const gemm_matrix *x, int bf16, int64_t offset)
+{
+    return bf16 ? (const void *)((const tg_bf16 *)x->data + offset) : (const void *)((const float *)x->data + offset);
+}
+
+/* Packs A[i0 : i0+mc, p0 : p0+kc] as micro-panels [kc][mr], rows past mc zero. */
+static void pack_a(const gemm_job *job, int64_t i0, int64_t mc, int64_t p0, int64_t kc, float *restrict dst)
+{
+    const int mr = job->kernel->mr;
+    const int64_t rs = job->a.rs, cs = job->a.cs;
+    for (int64_t ir = 0; ir < mc; ir += mr) {
+        int64_t rows = mc - ir < mr ? mc - ir : mr;
+        float *restrict panel = dst + ir * kc;   /* [kc][mr] */
+        int64_t origin = (i0 + ir) * rs + p0 * cs;
+        if (job->kernel->pack_a &&
+            job->kernel->pack_a(element_address(&job->a, job->bf16, origin), job->bf16, rs, cs, rows, kc, panel))
+            continue;
+        if (rows < mr) memset(panel, 0, sizeof(float) * (size_t)(kc * mr));
+        if (!job->bf16 && rs == 1) {
+            const float *src = (const float *)job->a.data + origin;
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t r = 0; r < rows; r++) panel[p * mr + r] = src[p * cs + r];
+        } else if (!job->bf16 && cs == 1) {
+            const float *src = (const float *)job->a.data + origin;
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t p = 0; p < kc; p++) panel[p * mr + r] = src[r * rs + p];
+        } else {
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t p = 0; p < kc; p++) panel[p * mr + r] = element(&job->a, job->bf16, origin + r * rs + p * cs);
+        }
+    }
+}
+
+/* Packs B[p0 : p0+kc, j0 : j0+nc] as micro-panels [kc][nr], columns past nc zero. */
+static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int64_t nc, float *restrict dst)
+{
+    const int nr = job->kernel->nr;
+    const int64_t rs = job->b.rs, cs = job->b.cs;
+    for (int64_t jr = 0; jr < nc; jr += nr) {
+        int64_t cols = nc - jr < nr ? nc - jr : nr;
+        float *restrict panel = dst + jr * kc;   /* [kc][nr] */
+        int64_t origin = p0 * rs + (j0 + jr) * cs;
+        if (job->kernel->pack_b &&
+            job->kernel->pack_b(element_address(&job->b, job->bf16, origin), job->bf16, cs, rs, cols, kc, panel))
+            continue;
+        if (cols < nr) memset(panel, 0, sizeof(float) * (size_t)(kc * nr));
+        if (!job->bf16 && cs == 1) {
+            const float *src = (const float *)job->b.data + origin;
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t j = 0; j < cols; j++) panel[p * nr + j] = src[p * rs + j];
+        } else if (!job->bf16 && rs == 1) {
+            const float *src = (const float *)job->b.data + origin;
+            for (int64_t j = 0; j < cols; j++)
+                for (int64_t p = 0; p < kc; p++) panel[p * nr + j] = src[j * cs + p];
+        } else if (cs == 1) {
+            const tg_bf16 *src = (const tg_bf16 *)job->b.data + origin;
+            for (int64_t p = 0; p < kc; p++)
+                for (int64_t j = 0; j < cols; j++) panel[p * nr + j] = tg_bf16_to_f32(src[p * rs + j]);
+        } else {
+            for (int64_t j = 0; j < cols; j++)
+                for (int64_t p = 0; p < kc; p++) panel[p * nr + j] = element(&job->b, job->bf16, origin + j * cs + p * rs);
+        }
+    }
+}
+
+/* All micro-tiles of one packed A block against one packed B block. */
+static void macro_kernel(const gemm_job *job, int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t kc,
+                         int accumulate, const float *a_packed, const float *b_packed)
+{
+    const tg_gemm_kernel *kernel = job->kernel;
+    const int mr = kernel->mr, nr = kernel->nr;
+    float tile[TG_GEMM_MAX_TILE] __attribute__((aligned(64)));   /* [mr][nr] for edge tiles */
+    for (int64_t jr = 0; jr < nc; jr += nr) {
+        int64_t cols = nc - jr < nr ? nc - jr : nr;
+        const float *b_panel = b_packed + jr * kc;
+        for (int64_t ir = 0; ir < mc; ir += mr) {
+            int64_t rows = mc - ir < mr ? mc - ir : mr;
+            const float *a_panel = a_packed + ir * kc;
+            float *c = job->c + (ic + ir) * job->ldc + jc + jr;
+            if (rows == mr && cols == nr) {
+                kernel->micro(kc, a_panel, b_panel, c, job->ldc, accumulate);
+                continue;
+            }
+            kernel->micro(kc, a_panel, b_panel, tile, nr, 0);
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < cols; j++) {
+                    float *out = c + r * job->ldc + j;
+                    *out = accumulate ? *out + tile[r * nr + j] : tile[r * nr + j];
+                }
+        }
+    }
+}
+
+/* NOTE: only when the packing buffers cannot be allocated: a direct loop with the same
+ * K blocks, deterministic too but rounding differently from the AVX-512 kernel (no FMA);
+ * never used in a steady state. */
+static void gemm_unpacked(const gemm_job *job, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t j = j0; j < j1; j++) {
+            float *out = job->c + i * job->ldc + j;
+            for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+                int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
+                float sum = 0.0f;
+                for (int64_t p = pc; p < pc + kc; p++)
+                    sum += element(&job->a, job->bf16, i * job->a.rs + p * job->a.cs) *
+                           element(&job->b, job->bf16, p * job->b.rs + j * job->b.cs);
+                *out = (job->beta_zero && pc == 0) ? sum : *out + sum;
+            }
+        }
+}
+
+/* NOTE: when the thread's rows fit one A block (m <= mc: most conv and linear shapes),
+ * each B micro-panel is packed right before its use, while it is hot in L1, instead of
+ * packing a whole kc x nc block that would spill to L3 and be read back. */
+static void gemm_block(const gemm_job *job, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
+{
+    const tg_gemm_kernel *kernel = job->kernel;
+    const int64_t mr = kernel->mr, nr = kernel->nr;
+    const int single_a_block = i1 - i0 <= kernel->mc;
+    int64_t mc_max = single_a_block ? round_up(i1 - i0, mr) : kernel->mc;
+    int64_t nc_max = single_a_block ? nr : kernel->nc < j1 - j0 ? kernel->nc : round_up(j1 - j0, nr);
+    gemm_buffers *buffers = thread_buffers();
+    float *a_packed = buffers ? grow(&buffers->a, &buffers->a_floats, (size_t)(mc_max * job->kc)) : NULL;
+    float *b_packed = buffers ? grow(&buffers->b, &buffers->b_floats, (size_t)(nc_max * job->kc)) : NULL;
+    if (!a_packed || !b_packed) {
+        gemm_unpacked(job, i0, i1, j0, j1);
+        return;
+    }
+    if (single_a_block) {
+        for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+            int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
+            int accumulate = !(job->beta_zero && pc == 0);
+            pack_a(job, i0, i1 - i0, pc, kc, a_packed);
+            for (int64_t jr = j0; jr < j1; jr += nr) {
+                int64_t cols = j1 - jr < nr ? j1 - jr : nr;
+                pack_b(job, pc, kc, jr, cols, b_packed);
+                macro_kernel(job, i0, i1 - i0, jr, cols, kc, accumulate, a_packed, b_packed);
+            }
+        }
+        return;
+    }
+    for (int64_t jc = j0; jc < j1; jc += kernel->nc) {
+        int64_t nc = j1 - jc < kernel->nc ? j1 - jc : kernel->nc;
+        for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+            int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
+            int accumulate = !(job->beta_zero && pc == 0);
+            pack_b(job, pc, kc, jc, nc, b_packed);
+            for (int64_t ic = i0; ic < i1; ic += kernel->mc) {
+                int64_t mc = i1 - ic < kernel->mc ? i1 - ic : kernel->mc;
+                pack_a(job, ic, mc, pc, kc, a_packed);
+                macro_kernel(job, ic, mc, jc, nc, kc, accumulate, a_packed, b_packed);
+            }
+        }
+    }
+}
+
+static void gemm_range(void *ctx, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const gemm_job *job = ctx;
+    if (job->split_n) {
+        int64_t nr = job->kernel->nr;
+        int64_t j1 = end * nr < job->n ? end * nr : job->n;
+        gemm_block(job, 0, job->m, begin * nr, j1);
+    } else {
+        int64_t mr = job->kernel->mr;
+        int64_t i1 = end * mr < job->m ? end * mr : job->m;
+        gemm_block(job, begin * mr, i1, 0, job->n);
+    }
+}
+
+static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
+                     const void *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    if (m <= 0 || n <= 0) return;
+    if (k <= 0) {
+        if (beta == 0.0f)
+            for (int64_t i = 0; i < m; i++) memset(c + i * ldc, 0, sizeof(float) * (size_t)n);
+        return;
+    }
+    const tg_gemm_kernel *kernel = chosen_kernel;
+    gemm_job job = {
+        .kernel = kernel, .bf16 = bf16, .m = m, .n = n, .k = k,
+        .a = {a, trans_a ? 1 : lda, trans_a ? lda : 1},
+        .b = {b, trans_b ? 1 : ldb, trans_b ? ldb : 1},
+        .c = c, .ldc = ldc, .beta_zero = beta == 0.0f,
+    };
+    int64_t k_blocks = (k + kernel->kc - 1) / kernel->kc;
+    job.kc = (k + k_blocks - 1) / k_blocks;
+    int64_t units_m = (job.m + kernel->mr - 1) / kernel->mr;
+    int64_t units_n = (job.n + kernel->nr - 1) / kernel->nr;
+    job.split_n = units_n >= units_m;
+    int64_t units = job.split_n ? units_n : units_m;
+    if ((double)m * (double)n * (double)k < TG_GEMM_PARALLEL_MIN) gemm_range(&job, 0, units, 0);
+    else tg_parallel_for(units, 1, gemm_range, &job);
+}
+
+/* ---- the OpenBLAS reference path ---- */
+
+static void openblas_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const float *a, int64_t lda,
+                         const float *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
+                (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
+}
+
+static void widen(const tg_bf16 *x, int64_t rows, int64_t cols, int64_t ld, float *restrict out /* [rows, cols] */)
+{
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) out[i * cols + j] = tg_bf16_to_f32(x[i * ld + j]);
+}
+
+static void openblas_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const tg_bf16 *a,
+                          int64_t lda, const tg_bf16 *b, int64_t ldb, float beta, float *c, int64_t ldc)
+{
+    gemm_buffers *buffers = thread_buffers();
+    float *fa = buffers ? grow(&buffers->a, &buffers->a_floats, (size_t)(m * k)) : NULL;   /* op(A) as stored */
+    float *fb = buffers ? grow(&buffers->b, &buffers->b_floats, (size_t)(k * n)) : NULL;
+    if (!fa || !fb) {
+        gemm_run(1, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    if (trans_a) widen(a, k, m, lda, fa);
+    else widen(a, m, k, lda, fa);
+    if (trans_b) widen(b, n, k, ldb, fb);
+    else widen(b, k, n, ldb, fb);
+    openblas_f32(trans_a, trans_b, m, n, k, fa, trans_a ? m : k, fb, trans_b ? k : n, beta, c, ldc);
+}
+
+/* ---- the entry points of gemm.h ---- */
+
+tg_gemm_backend tg_gemm_backend_set(tg_gemm_backend backend)
+{
+    pthread_once(&choice_once, choose_once);
+    tg_gemm_backend previous = use_openblas ? TG_GEMM_BACKEND_OPENBLAS
+                               : chosen_kernel == &kernel_portable && best_kernel != &kernel_portable
+                                   ? TG_GEMM_BACKEND_PORTABLE : TG_GEMM_BACKEND_AUTO;
+    use_openblas = backend == TG_GEMM_BACKEND_OPENBLAS;
+    chosen_kernel = backend == TG_GEMM_BACKEND_PORTABLE ? &kernel_portable : best_kernel;
+    return previous;
+}
+
+const char *tg_gemm_kernel_name(void)
+{
+    pthread_once(&choice_once, choose_once);
+    return use_openblas ? "openblas" : chosen_kernel->name;
+}
 
 void tg_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                  const float *a, int64_t lda, const float *b, int64_t ldb,
                  float beta, float *c, int64_t ldc)
 {
-    if (m == 0 || n == 0) return;
-    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans,
-                (int)m, (int)n, (int)k, 1.0f, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);
-}
-
-static float *widen(const tg_bf16 *x, int64_t rows, int64_t cols, int64_t ld)
-{
-    float *out = tg_aligned_alloc((size_t)(rows * cols) * sizeof(float));
-    if (!out) return NULL;
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) out[i * cols + j] = tg_bf16_to_f32(x[i * ld + j]);
-    return out;
+    pthread_once(&choice_once, choose_once);
+    if (use_openblas && m > 0 && n > 0 && k > 0) {
+        openblas_f32(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    gemm_run(0, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }
 
 void tg_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                   const tg_bf16 *a, int64_t lda, const tg_bf16 *b, int64_t ldb,
                   float beta, float *c, int64_t ldc)
 {
-    float *fa = trans_a ? widen(a, k, m, lda) : widen(a, m, k, lda);
-    float *fb = trans_b ? widen(b, n, k, ldb) : widen(b, k, n, ldb);
-    if (fa && fb)
-        tg_gemm_f32(trans_a, trans_b, m, n, k, fa, trans_a ? m : k, fb, trans_b ? k : n, beta, c, ldc);
-    tg_aligned_free(fa);
-    tg_aligned_free(fb);
+    pthread_once(&choice_once, choose_once);
+    if (use_openblas && m > 0 && n > 0 && k > 0) {
+        openblas_bf16(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
+        return;
+    }
+    gemm_run(1, trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
 }

@@ -22,4 +22,18 @@ void tg_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                   const tg_bf16 *a, int64_t lda, const tg_bf16 *b, int64_t ldb,
                   float beta, float *c, int64_t ldc);
 
+typedef enum tg_gemm_backend {
+    TG_GEMM_BACKEND_AUTO = 0,   /* our packed GEMM with the best micro-kernel of this CPU */
+    TG_GEMM_BACKEND_PORTABLE,   /* our packed GEMM with the portable micro-kernel */
+    TG_GEMM_BACKEND_OPENBLAS,   /* cblas_sgemm: the reference */
+} tg_gemm_backend;
+
+/* Sets the backend and returns the previous one. The first GEMM call reads it from
+ * TRUGRADE_GEMM (openblas | portable; anything else: auto). For tests and benchmarks;
+ * not while another thread is inside a GEMM. */
+tg_gemm_backend tg_gemm_backend_set(tg_gemm_backend backend);
+
+/* "avx512-14x32", "portable-4x16" or "openblas": what the next call will run. */
+const char *tg_gemm_kernel_name(void);
+
 #endif

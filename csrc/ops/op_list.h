@@ -2,3 +2,6 @@
  * defined in the family file beside its kernels. Included by registry.c only. */
 TG_OP(relu)
 TG_OP(add)
+/* linalg (linalg.c) */
+TG_OP(linear)
+TG_OP(matmul)

@@ -59,4 +59,12 @@ PyObject *tg_py_op_backward(PyObject *self, PyObject *args, PyObject *kwargs);
     {"op_backward", (PyCFunction)(void (*)(void))tg_py_op_backward, METH_VARARGS | METH_KEYWORDS, \
      "op_backward(name, inputs, grad_output, attrs, training=False, seed=0) -> tuple"},
 
+PyObject *tg_py_gemm_bench(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_fma_peak_gflops(PyObject *self, PyObject *args);
+#define TG_PY_GEMM_BENCH_METHODS                                                                  \
+    {"gemm_bench", (PyCFunction)(void (*)(void))tg_py_gemm_bench, METH_VARARGS | METH_KEYWORDS,   \
+     "gemm_bench(m, n, k, dtype='float32', backend='auto', repeat=5) -> best seconds per GEMM"},  \
+    {"fma_peak_gflops", tg_py_fma_peak_gflops, METH_VARARGS,                                      \
+     "fma_peak_gflops(seconds=0.2) -> float32 GFLOPS of 512-bit FMAs on one core"},
+
 #endif
