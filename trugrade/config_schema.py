@@ -417,7 +417,7 @@ def _p(default=0.5):
     return Field(PROBABILITY, default, "probability of applying it to an image")
 
 
-AUGMENTATIONS = {  # name -> (Section of params, doc)
+AUGMENTATIONS = {  # name -> (Section of params, doc); see AUGMENT_EVERY_SPLIT
     "hflip": (Section({"p": _p()}), "mirror left-right"),
     "vflip": (Section({"p": _p()}), "mirror top-bottom"),
     "rotate90": (Section({"p": _p()}), "rotate by a random multiple of 90 degrees"),
@@ -452,6 +452,10 @@ AUGMENTATIONS = {  # name -> (Section of params, doc)
                                         "standard deviation per channel")}),
                   "subtract mean and divide by std per channel (after scaling pixels to [0, 1])"),
 }
+
+# NOTE: the deterministic transforms also run on validation and test images (a model trained on
+# resized, normalized images must be evaluated on them too); every other one is training only.
+AUGMENT_EVERY_SPLIT = ("resize", "center_crop", "normalize")
 
 # --------------------------------------------------------------------------- the schema
 
@@ -493,7 +497,8 @@ SCHEMA = Section({
         "on_bad_file": Field(Str(choices=("skip", "stop")), "stop",
                              "an undecodable image: skip it (and report it) or stop with an error"),
         "augment": Field(ListOf(Tagged(AUGMENTATIONS)), [],
-                         "training augmentations in order, each {name, params}; see the augmentation table"),
+                         "image transforms in order, each {name, params}; random ones apply to training "
+                         "only, " + ", ".join(AUGMENT_EVERY_SPLIT) + " to every split (see the augmentation table)"),
     }, "the dataset and its loading")),
     "optim": Field(Section({
         "name": Field(Str(choices=("sgd", "adam", "adamw")), "adamw", "the optimizer"),
@@ -658,7 +663,21 @@ def _rule_normalize_channels(cfg):
                         f"out of range: {len(aug['params'][key])} values for model.in_channels {channels}")
 
 
-RULES = (_rule_split_sums_to_one, _rule_encoder, _rule_nesterov, _rule_schedule, _rule_loss_weights,
+def _rule_augment_pairs(cfg):
+    """data.augment [min, max] pairs (scale, ratio, sigma): min <= max; area fractions at most 1."""
+    for i, aug in enumerate(cfg["data"]["augment"]):
+        for key in ("scale", "ratio", "sigma"):
+            pair = aug["params"].get(key)
+            if pair is None:
+                continue
+            path = f"data.augment[{i}].params.{key}"
+            if pair[0] > pair[1]:
+                yield path, f"out of range: [{pair[0]:g}, {pair[1]:g}] is not a [min, max] pair (min > max)"
+            elif key == "scale" and pair[1] > 1.0:
+                yield path, f"out of range: an area fraction of {pair[1]:g} is more than the whole image (1)"
+
+
+RULES = (_rule_split_sums_to_one, _rule_augment_pairs, _rule_encoder, _rule_nesterov, _rule_schedule, _rule_loss_weights,
          _rule_class_weights, _rule_normalize_channels)
 
 
@@ -708,7 +727,8 @@ def reference_markdown():
     _section_rows(SCHEMA, "", lines)
     lines += ["", "## Augmentations (`data.augment` items: `{name: ..., params: {...}}`)", ""]
     for name, (params, doc) in AUGMENTATIONS.items():
-        lines.append(f"- `{name}`: {doc}")
+        when = "every split" if name in AUGMENT_EVERY_SPLIT else "training only"
+        lines.append(f"- `{name}` ({when}): {doc}")
         for key, field in params.fields.items():
             lines.append(f"  - `{key}`: {field.spec.describe()}, default {_default_text(field)}: {field.doc}")
     lines += ["", "## Presets", ""]
