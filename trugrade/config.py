@@ -181,7 +181,7 @@ def _read_override(text):
     segments = key.split(".")
     if not key or not all(_OVERRIDE_SEGMENT.fullmatch(segment) for segment in segments):
         raise ConfigError(f"override '{text}': bad override syntax: '{key}' is not a dotted key such as "
-                          f"optim.lr or data.split.val")
+                          f"optim.lr or data.split.val (a list is replaced whole: data.augment=[...])")
     if not value_text.strip():
         raise ConfigError(f"override '{text}': bad override syntax: no value after '='; "
                           f"write {key}=null for null")

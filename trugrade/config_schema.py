@@ -7,6 +7,7 @@ and turns problems into ConfigError. Print the reference with `python3 -m trugra
 This module knows nothing of files or lines: a spec's `validate(value, path, problems)`
 returns the cleaned value and appends `(dotted_path, message)` to `problems`.
 """
+import abc
 import difflib
 import math
 import re
@@ -69,18 +70,20 @@ def unknown_key(key, path, allowed):
     return f"unknown key '{key}'{did_you_mean(key, allowed)} (keys allowed in {where}: {', '.join(allowed)})"
 
 
-class Spec:
-    """A kind of value. Subclasses define describe(), accepts() and validate()."""
+class Spec(abc.ABC):
+    """A kind of value: what it is called in messages, which Python types it takes, how it is checked."""
 
+    @abc.abstractmethod
     def describe(self):
-        raise NotImplementedError
+        """The spec in words, for messages and the reference ("an integer >= 1")."""
 
+    @abc.abstractmethod
     def accepts(self, value):
         """Whether the value has this spec's type (used by OneOf to choose an alternative)."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def validate(self, value, path, problems):
-        raise NotImplementedError
+        """The cleaned value, or INVALID after appending (path, message) to problems."""
 
     def wrong_type(self, value, path, problems):
         problems.append((path, f"wrong type: expected {self.describe()}, got {type_name(value)} ({show(value)})"))
