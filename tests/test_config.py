@@ -11,7 +11,7 @@ import pytest
 
 import trugrade
 from trugrade import config as tgconfig
-from trugrade.config import Config, ConfigError, config_hash, load, save_resolved
+from trugrade.config import ConfigError, config_hash, load, save_resolved
 from trugrade.config_schema import AUGMENTATIONS, PRESETS, SCHEMA, Section, reference_markdown
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import yaml
 
-from .config_schema import INVALID, PRESETS, RULES, SCHEMA, did_you_mean, join_path, resolve_auto
+from .config_schema import PRESETS, RULES, SCHEMA, did_you_mean, join_path, resolve_auto
 from .errors import ConfigError, TrugradeIOError
 
 __all__ = ["Config", "ConfigError", "config_hash", "from_mapping", "load", "save_resolved"]
@@ -142,8 +142,9 @@ def _node_to_python(loader, node, path, sources, origin, kind="file"):
 
 def _key(loader, key_node, path, origin):
     if not isinstance(key_node, yaml.ScalarNode):
+        kind = "list" if isinstance(key_node, yaml.SequenceNode) else "mapping"
         raise ConfigError(f"{origin}, line {key_node.start_mark.line + 1}: {path or 'top level'}: "
-                          f"a key must be a plain word, not a {'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}")
+                          f"a key must be a plain word, not a {kind}")
     return loader.construct_object(key_node, deep=True)
 
 

@@ -2,7 +2,8 @@
 
 Validation, defaults and the reference documentation all come from `SCHEMA`, `PRESETS`
 and `RULES` below; trugrade/config.py only loads YAML, merges layers, keeps line numbers
-and turns problems into ConfigError. Print the reference with `python3 -m trugrade.config_schema`.
+and turns problems into ConfigError. `reference_markdown()` renders the reference (every key,
+type, default and meaning; augmentations; presets; rules).
 
 This module knows nothing of files or lines: a spec's `validate(value, path, problems)`
 returns the cleaned value and appends `(dotted_path, message)` to `problems`.
@@ -579,8 +580,9 @@ SCHEMA = Section({
         "mlflow": Field(Bool(), False, "log to MLflow (needs the mlflow package)"),
     }, "experiment tracking")),
     "run": Field(Section({
-        "name": Field(Nullable(Str(pattern=r"[A-Za-z0-9][A-Za-z0-9._-]*", pattern_text="letters, digits, '.', '_', '-'")),
-                      None, "run name; null: the config file's name"),
+        "name": Field(Nullable(Str(pattern=r"[A-Za-z0-9][A-Za-z0-9._-]*",
+                                   pattern_text="letters, digits, '.', '_', '-'")), None,
+                      "run name; null: the config file's name"),
         "dir": Field(Str(), "runs", "folder that holds one subfolder per run"),
     }, "where the run's files go")),
 })
@@ -644,7 +646,8 @@ def _rule_loss_weights(cfg):
         yield "loss.weights", (f"missing required key 'loss.weights': combined needs weights for some of "
                                f"{', '.join(LOSS_COMPONENTS)} (e.g. {{dice: 0.5, focal: 0.5}})")
     if loss["name"] != "combined" and loss["weights"]:
-        yield "loss.weights", f"not an allowed value: weights are only read when loss.name is combined, not {loss['name']}"
+        yield "loss.weights", (f"not an allowed value: weights are only read when loss.name is combined, "
+                               f"not {loss['name']}")
 
 
 def _rule_class_weights(cfg):
@@ -680,8 +683,8 @@ def _rule_augment_pairs(cfg):
                 yield path, f"out of range: an area fraction of {pair[1]:g} is more than the whole image (1)"
 
 
-RULES = (_rule_split_sums_to_one, _rule_augment_pairs, _rule_encoder, _rule_nesterov, _rule_schedule, _rule_loss_weights,
-         _rule_class_weights, _rule_normalize_channels)
+RULES = (_rule_split_sums_to_one, _rule_augment_pairs, _rule_encoder, _rule_nesterov, _rule_schedule,
+         _rule_loss_weights, _rule_class_weights, _rule_normalize_channels)
 
 
 def resolve_auto(cfg):
@@ -739,7 +742,3 @@ def reference_markdown():
     lines += ["", "## Rules across keys", ""]
     lines += [f"- {rule.__doc__}" for rule in RULES]
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    print(reference_markdown(), end="")
