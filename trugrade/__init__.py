@@ -2,6 +2,7 @@
 from .errors import (ConfigError, DatasetError, DecodeError, DTypeError, OutOfMemoryError, ShapeError,
                      TrugradeError, TrugradeIOError, TrugradeValueError, UnsupportedError)
 from . import _C
+from . import config
 from . import ops
 from ._C import Graph
 from .tensor import Tensor, get_num_threads, set_num_threads
