@@ -2,3 +2,7 @@
  * defined in the family file beside its kernels. Included by registry.c only. */
 TG_OP(relu)
 TG_OP(add)
+/* nn family (norm.c, pool.c, upsample.c, loss.c) */
+TG_OP(batchnorm2d)
+TG_OP(layernorm)
+TG_OP(groupnorm)
