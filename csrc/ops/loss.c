@@ -62,6 +62,34 @@ static double loss_sum_partials(const double *partial, int64_t count)
     return sum;
 }
 
+/* NOTE: the kernels below are compiled without trapping math (FP exceptions are never
+ * inspected here), which lets GCC if-convert and vectorize the clamps of loss_exp;
+ * results are unchanged. */
+#pragma GCC optimize("no-trapping-math")
+
+/* exp(x) in plain float arithmetic that compilers vectorize (Cephes' expf polynomial,
+ * ~1 ulp), for the softmax loops; x is clamped to [-87, 88], so exp of a very negative
+ * number is ~1e-38 instead of 0. NOTE: the rounding constant trick needs the default
+ * (non -ffast-math) float semantics the build uses. */
+static inline float loss_exp(float x)
+{
+    x = x < -87.0f ? -87.0f : x;
+    x = x > 88.0f ? 88.0f : x;
+    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;   /* round(x / ln 2) */
+    float r = x - k * 0.693359375f;
+    r = r - k * -2.12194440e-4f;
+    float p = 1.9875691500e-4f;
+    p = p * r + 1.3981999507e-3f;
+    p = p * r + 8.3334519073e-3f;
+    p = p * r + 4.1665795894e-2f;
+    p = p * r + 1.6666665459e-1f;
+    p = p * r + 5.0000001201e-1f;
+    p = p * r * r + r + 1.0f;
+    union { float f; int32_t i; } bits = {.f = p};
+    bits.i += (int32_t)((uint32_t)(int32_t)k << 23);
+    return bits.f;
+}
+
 /* log(1 + exp(-|x|)) + max(-x, 0) = -log(sigmoid(x)), stable for any x. */
 static inline float loss_neg_log_sigmoid(float x)
 {
@@ -449,9 +477,33 @@ static tg_status class_check_targets(const int64_t *target, int64_t count, int64
     return TG_STATUS_OK;
 }
 
+/* log(sum_c exp(x_c)) of one contiguous row (logits [N, C]): 16 lanes, a fixed order. */
+static float class_row_logsumexp(const float *restrict x, int64_t classes)
+{
+    float mx[TG_LOSS_LANES], acc[TG_LOSS_LANES] = {0};
+    for (int j = 0; j < TG_LOSS_LANES; j++) mx[j] = x[0];
+    int64_t i = 0;
+    for (; i + TG_LOSS_LANES <= classes; i += TG_LOSS_LANES)
+        for (int j = 0; j < TG_LOSS_LANES; j++) mx[j] = x[i + j] > mx[j] ? x[i + j] : mx[j];
+    float top = x[0];
+    for (int j = 0; j < TG_LOSS_LANES; j++) top = mx[j] > top ? mx[j] : top;
+    for (int64_t k = i; k < classes; k++) top = x[k] > top ? x[k] : top;
+    for (i = 0; i + TG_LOSS_LANES <= classes; i += TG_LOSS_LANES)
+        for (int j = 0; j < TG_LOSS_LANES; j++) acc[j] += loss_exp(x[i + j] - top);
+    for (int w = TG_LOSS_LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) acc[j] += acc[j + w];
+    float tail = 0.0f;
+    for (; i < classes; i++) tail += loss_exp(x[i] - top);
+    return top + logf(acc[0] + tail);
+}
+
 /* For the pixels [s0, s0 + m) of sample n: lse[j] = log(sum_c exp(x_c)) (max-shifted). */
 static void class_logsumexp(const float *restrict x, int64_t classes, int64_t pixels, int64_t m, float *restrict lse)
 {
+    if (pixels == 1) {
+        lse[0] = class_row_logsumexp(x, classes);
+        return;
+    }
     float mx[TG_LOSS_PIXELS], sum[TG_LOSS_PIXELS];
     for (int64_t j = 0; j < m; j++) {
         mx[j] = x[j];
@@ -463,7 +515,7 @@ static void class_logsumexp(const float *restrict x, int64_t classes, int64_t pi
     }
     for (int64_t c = 0; c < classes; c++) {
         const float *restrict row = x + c * pixels;
-        for (int64_t j = 0; j < m; j++) sum[j] += expf(row[j] - mx[j]);
+        for (int64_t j = 0; j < m; j++) sum[j] += loss_exp(row[j] - mx[j]);
     }
     for (int64_t j = 0; j < m; j++) lse[j] = mx[j] + logf(sum[j]);
 }
@@ -621,6 +673,7 @@ static void cross_entropy_backward_units(void *arg, int64_t begin, int64_t end, 
         const int64_t *target = c->target + n * pixels + s0;
         const float *lse = c->lse + n * pixels + s0;
         float g[TG_LOSS_PIXELS], total[TG_LOSS_PIXELS];   /* per pixel: scale, and the p_c coefficient */
+        g[0] = total[0] = 0.0f;
         for (int64_t j = 0; j < m; j++) {
             int64_t y = target[j];
             if (y == c->ignore_index) {
@@ -631,11 +684,21 @@ static void cross_entropy_backward_units(void *arg, int64_t begin, int64_t end, 
             float w = c->weight ? c->weight[y] : 1.0f;
             total[j] = (1.0f - c->smoothing) * w + eps_c * c->weight_sum;
         }
-        for (int64_t k = 0; k < classes; k++) {
-            const float *restrict row = x + k * pixels;
-            float *restrict grow = gx + k * pixels;
-            float wk = eps_c * (c->weight ? c->weight[k] : 1.0f);
-            for (int64_t j = 0; j < m; j++) grow[j] += g[j] * (expf(row[j] - lse[j]) * total[j] - wk);
+        if (pixels == 1) {   /* logits [N, C]: the row is contiguous */
+            const float *restrict row = x;
+            float *restrict grow = gx;
+            const float *restrict weight = c->weight;
+            float g0 = g[0], total0 = total[0], lse0 = lse[0];
+            if (g0 != 0.0f)
+                for (int64_t k = 0; k < classes; k++)
+                    grow[k] += g0 * (loss_exp(row[k] - lse0) * total0 - eps_c * (weight ? weight[k] : 1.0f));
+        } else {
+            for (int64_t k = 0; k < classes; k++) {
+                const float *restrict row = x + k * pixels;
+                float *restrict grow = gx + k * pixels;
+                float wk = eps_c * (c->weight ? c->weight[k] : 1.0f);
+                for (int64_t j = 0; j < m; j++) grow[j] += g[j] * (loss_exp(row[j] - lse[j]) * total[j] - wk);
+            }
         }
         for (int64_t j = 0; j < m; j++) {
             int64_t y = target[j];
@@ -728,14 +791,14 @@ static void dice_forward_units(void *arg, int64_t begin, int64_t end, int thread
         for (int64_t k = 0; k < classes; k++) {
             const float *restrict row = x + k * pixels;
             float acc = 0.0f;
-            for (int64_t j = 0; j < m; j++) acc += valid[j] * expf(row[j] - lse[j]);
+            for (int64_t j = 0; j < m; j++) acc += valid[j] * loss_exp(row[j] - lse[j]);
             psum[k] = acc;
             inter[k] = tsum[k] = 0.0;
         }
         for (int64_t j = 0; j < m; j++) {
             int64_t y = target[j];
             if (y == c->ignore_index) continue;
-            inter[y] += expf(x[y * pixels + j] - lse[j]);
+            inter[y] += loss_exp(x[y * pixels + j] - lse[j]);
             tsum[y] += 1.0;
         }
     }
@@ -788,23 +851,23 @@ static void dice_backward_units(void *arg, int64_t begin, int64_t end, int threa
         for (int64_t j = 0; j < m; j++) {
             int64_t y = target[j];
             valid[j] = y == c->ignore_index ? 0.0f : 1.0f;
-            dot[j] = y == c->ignore_index ? 0.0f : expf(x[y * pixels + j] - lse[j]) * c->coef_a[y];
+            dot[j] = y == c->ignore_index ? 0.0f : loss_exp(x[y * pixels + j] - lse[j]) * c->coef_a[y];
         }
         for (int64_t k = 0; k < classes; k++) {
             const float *restrict row = x + k * pixels;
             float b = c->coef_b[k];
-            for (int64_t j = 0; j < m; j++) dot[j] += expf(row[j] - lse[j]) * b;
+            for (int64_t j = 0; j < m; j++) dot[j] += loss_exp(row[j] - lse[j]) * b;
         }
         for (int64_t k = 0; k < classes; k++) {
             const float *restrict row = x + k * pixels;
             float *restrict grow = gx + k * pixels;
             float b = c->coef_b[k];
-            for (int64_t j = 0; j < m; j++) grow[j] += valid[j] * expf(row[j] - lse[j]) * (b - dot[j]);
+            for (int64_t j = 0; j < m; j++) grow[j] += valid[j] * loss_exp(row[j] - lse[j]) * (b - dot[j]);
         }
         for (int64_t j = 0; j < m; j++) {
             int64_t y = target[j];
             if (y == c->ignore_index) continue;
-            gx[y * pixels + j] += expf(x[y * pixels + j] - lse[j]) * c->coef_a[y];
+            gx[y * pixels + j] += loss_exp(x[y * pixels + j] - lse[j]) * c->coef_a[y];
         }
     }
 }
