@@ -23,7 +23,9 @@ from .tensor import Tensor
 def _as_input(value):
     if value is None or isinstance(value, _C.Tensor):
         return value
-    array = np.ascontiguousarray(value)
+    # NOTE: np.asarray(order="C"), not np.ascontiguousarray, which turns a 0-d array
+    # (the gradient of a scalar loss) into shape (1,).
+    array = np.asarray(value, order="C")
     if array.dtype == np.float64:
         array = array.astype(np.float32)
     elif array.dtype == np.bool_:
