@@ -23,7 +23,10 @@ from .tensor import Tensor
 def _as_input(value):
     if value is None or isinstance(value, _C.Tensor):
         return value
-    array = np.ascontiguousarray(value)
+    # NOTE: np.asarray keeps 0-d arrays 0-d (np.ascontiguousarray would make them 1-d).
+    array = np.asarray(value)
+    if not array.flags.c_contiguous:
+        array = np.ascontiguousarray(array)
     if array.dtype == np.float64:
         array = array.astype(np.float32)
     elif array.dtype == np.bool_:
