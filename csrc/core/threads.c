@@ -20,6 +20,7 @@ typedef struct tg_pool {
     int started;                  /* workers running (count - 1 when up) */
     int count;                    /* threads including the caller */
     uint64_t generation;
+    uint64_t start_generation;    /* generation when the workers were started */
     int pending;
     int stopping;
     tg_range_fn fn;
@@ -57,7 +58,9 @@ static void run_chunk(int index)
 static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg;
-    uint64_t seen = 0;
+    /* NOTE: a restarted worker must not take the last job of its predecessors
+     * (generation > 0 after a restart) for a new one; pthread_create orders this read. */
+    uint64_t seen = pool.start_generation;
     inside_worker = 1;
     sigset_t all;
     sigfillset(&all);
@@ -81,6 +84,7 @@ static int pool_start(void)
     if (pool.count == 0) pool.count = default_count();
     if (pool.started == pool.count - 1) return 0;
     pool.stopping = 0;
+    pool.start_generation = pool.generation;
     for (int i = 1; i < pool.count; i++) {
         if (pthread_create(&pool.workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0) {
             pool.count = i;
