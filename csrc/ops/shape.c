@@ -630,28 +630,59 @@ static tg_status slice_infer(const tg_tensor *const *in, int n_in, const void *a
     return tg_tensor_set_shape(out, in[0]->dtype, in[0]->ndim, shape);
 }
 
-/* Unit r: output row r = (outer o, selected k), inner elements (step 1: all k of o at once). */
+/* dst[k] = src[k * step] (or += for float32 when accumulate, with dst and src swapped
+ * in role: dx[k * step] += dy[k]) for k < count, elements of elem bytes. */
+#define STRIDED_LOOP(T)                                                                              \
+    for (int64_t k = 0; k < count; k++) ((T *)dst)[k] = ((const T *)src)[k * step]
+
+static void strided_copy(char *dst, const char *src, int64_t count, int64_t step, size_t elem, int accumulate)
+{
+    if (accumulate) {
+        float *d = (float *)dst;
+        const float *s = (const float *)src;
+        for (int64_t k = 0; k < count; k++) d[k * step] += s[k];
+        return;
+    }
+    switch (elem) {
+    case 1: STRIDED_LOOP(uint8_t); break;
+    case 2: STRIDED_LOOP(uint16_t); break;
+    case 4: STRIDED_LOOP(uint32_t); break;
+    default: STRIDED_LOOP(uint64_t); break;
+    }
+}
+
+/* Unit o: the `count` selected slabs of `inner` elements of outer index o. */
 static void slice_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const slice_ctx *c = arg;
-    int64_t per_unit = c->step == 1 ? c->count : 1;
-    int64_t n = per_unit * c->inner;
-    for (int64_t r = begin; r < end; r++) {
-        int64_t o = c->step == 1 ? r : r / c->count, k = c->step == 1 ? 0 : r % c->count;
-        size_t in_at = (size_t)((o * c->len + c->start + k * c->step) * c->inner);
-        size_t out_at = (size_t)(r * n);
-        if (c->accumulate) accumulate_row((float *)c->dst + in_at, (const float *)c->src + out_at, n);
-        else memcpy(c->dst + out_at * c->elem, c->src + in_at * c->elem, (size_t)n * c->elem);
+    for (int64_t o = begin; o < end; o++) {
+        size_t in_at = (size_t)((o * c->len + c->start) * c->inner), out_at = (size_t)(o * c->count * c->inner);
+        float *dx = (float *)c->dst + in_at;         /* backward: [len - start, inner] */
+        const float *dy = (const float *)c->src + out_at; /* backward: [count, inner] */
+        if (c->step == 1 && c->accumulate) {
+            accumulate_row(dx, dy, c->count * c->inner);
+        } else if (c->step == 1) {
+            memcpy(c->dst + out_at * c->elem, c->src + in_at * c->elem, (size_t)(c->count * c->inner) * c->elem);
+        } else if (c->inner == 1 && c->accumulate) {
+            strided_copy((char *)dx, (const char *)dy, c->count, c->step, c->elem, 1);
+        } else if (c->inner == 1) {
+            strided_copy(c->dst + out_at * c->elem, c->src + in_at * c->elem, c->count, c->step, c->elem, 0);
+        } else {
+            for (int64_t k = 0; k < c->count; k++) {
+                size_t in_k = in_at + (size_t)(k * c->step * c->inner), out_k = out_at + (size_t)(k * c->inner);
+                if (c->accumulate) accumulate_row((float *)c->dst + in_k, (const float *)c->src + out_k, c->inner);
+                else memcpy(c->dst + out_k * c->elem, c->src + in_k * c->elem, (size_t)c->inner * c->elem);
+            }
+        }
     }
 }
 
 static void slice_run(slice_ctx *c)
 {
-    int64_t units = c->step == 1 ? c->outer : c->outer * c->count;
-    int64_t per_unit = (c->step == 1 ? c->count : 1) * c->inner;
+    int64_t per_unit = c->count * c->inner;
     if (per_unit == 0) return;
-    tg_parallel_for(units, grain_for(per_unit * (int64_t)c->elem), slice_range, c);
+    tg_parallel_for(c->outer, grain_for(per_unit * (int64_t)c->elem), slice_range, c);
 }
 
 static tg_status slice_forward(const tg_op_io *io)
