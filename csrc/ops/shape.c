@@ -651,30 +651,32 @@ static void strided_copy(char *dst, const char *src, int64_t count, int64_t step
     }
 }
 
-/* Unit o: the `count` selected slabs of `inner` elements of outer index o. */
+/* Unit o: the `count` selected slabs of `inner` elements of outer index o. In
+ * backward (accumulate) src is dy [outer, count, inner] and dst is dx [outer, len, inner]. */
 static void slice_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const slice_ctx *c = arg;
     for (int64_t o = begin; o < end; o++) {
-        size_t in_at = (size_t)((o * c->len + c->start) * c->inner), out_at = (size_t)(o * c->count * c->inner);
-        float *dx = (float *)c->dst + in_at;         /* backward: [len - start, inner] */
-        const float *dy = (const float *)c->src + out_at; /* backward: [count, inner] */
-        if (c->step == 1 && c->accumulate) {
-            accumulate_row(dx, dy, c->count * c->inner);
-        } else if (c->step == 1) {
-            memcpy(c->dst + out_at * c->elem, c->src + in_at * c->elem, (size_t)(c->count * c->inner) * c->elem);
-        } else if (c->inner == 1 && c->accumulate) {
-            strided_copy((char *)dx, (const char *)dy, c->count, c->step, c->elem, 1);
-        } else if (c->inner == 1) {
-            strided_copy(c->dst + out_at * c->elem, c->src + in_at * c->elem, c->count, c->step, c->elem, 0);
-        } else {
-            for (int64_t k = 0; k < c->count; k++) {
-                size_t in_k = in_at + (size_t)(k * c->step * c->inner), out_k = out_at + (size_t)(k * c->inner);
-                if (c->accumulate) accumulate_row((float *)c->dst + in_k, (const float *)c->src + out_k, c->inner);
-                else memcpy(c->dst + out_k * c->elem, c->src + in_k * c->elem, (size_t)c->inner * c->elem);
-            }
+        size_t in_at = (size_t)((o * c->len + c->start) * c->inner);   /* in x (dx) */
+        size_t out_at = (size_t)(o * c->count * c->inner);              /* in y (dy) */
+        if (c->accumulate) {
+            float *dx = (float *)c->dst + in_at;
+            const float *dy = (const float *)c->src + out_at;
+            if (c->step == 1) accumulate_row(dx, dy, c->count * c->inner);
+            else if (c->inner == 1) strided_copy((char *)dx, (const char *)dy, c->count, c->step, sizeof(float), 1);
+            else
+                for (int64_t k = 0; k < c->count; k++) accumulate_row(dx + k * c->step * c->inner, dy + k * c->inner, c->inner);
+            continue;
         }
+        char *y = c->dst + out_at * c->elem;
+        const char *x = c->src + in_at * c->elem;
+        if (c->step == 1) memcpy(y, x, (size_t)(c->count * c->inner) * c->elem);
+        else if (c->inner == 1) strided_copy(y, x, c->count, c->step, c->elem, 0);
+        else
+            for (int64_t k = 0; k < c->count; k++)
+                memcpy(y + (size_t)(k * c->inner) * c->elem, x + (size_t)(k * c->step * c->inner) * c->elem,
+                       (size_t)c->inner * c->elem);
     }
 }
 
