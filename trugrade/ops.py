@@ -14,6 +14,8 @@ Inputs are numpy arrays (float64 is taken as float32); results are numpy arrays
 viewing C memory. `training=True` selects training behaviour (batchnorm, dropout)
 and `seed=` the randomness of dropout.
 """
+import builtins
+
 import numpy as np
 
 from . import _C
@@ -93,4 +95,34 @@ def names():
     return sorted(OPS)
 
 
-__all__ = ["Op", "OPS", "names"] + sorted(OPS)
+def split(x, split_size_or_sections, dim=0):
+    """torch.split on the slice op: pieces of `split_size_or_sections` along dim (the
+    last one shorter when it does not divide), or pieces of the listed sizes (which
+    must add up to the dim). Returns a tuple of arrays."""
+    x = _as_input(x)
+    shape = x.shape
+    if not shape:
+        raise ValueError("split: x is a scalar; split needs at least 1 dim")
+    if not -len(shape) <= dim < len(shape):
+        raise ValueError(f"split: dim {dim} is out of range for shape {tuple(shape)}; "
+                         f"use {-len(shape)} to {len(shape) - 1}")
+    length = shape[dim]
+    if isinstance(split_size_or_sections, (int, np.integer)):
+        size = int(split_size_or_sections)
+        if size <= 0 and length > 0:
+            raise ValueError(f"split: split_size must be > 0, got {size}")
+        sizes = [min(size, length - start) for start in range(0, length, size)] if length else [0]
+    else:
+        sizes = [int(s) for s in split_size_or_sections]
+        # NOTE: builtins.sum, since this module's `sum` is the op
+        if builtins.sum(sizes) != length or any(s < 0 for s in sizes):
+            raise ValueError(f"split: sections {sizes} do not add up to dim {dim} of size {length}; "
+                             f"give sizes >= 0 that sum to {length}")
+    pieces, start = [], 0
+    for size in sizes:
+        pieces.append(OPS["slice"](x, dim=dim, start=start, end=start + size))
+        start += size
+    return tuple(pieces)
+
+
+__all__ = ["Op", "OPS", "names", "split"] + sorted(OPS)
