@@ -2,3 +2,6 @@
  * defined in the family file beside its kernels. Included by registry.c only. */
 TG_OP(relu)
 TG_OP(add)
+/* convolution (conv.c, conv_depthwise.c) */
+TG_OP(conv2d)
+TG_OP(conv_transpose2d)
