@@ -88,7 +88,7 @@ static size_t data_slot_floats(const tg_conv_geom *g)
 {
     dw_data_layout l = data_layout(g);
     return (size_t)(tg_align64((size_t)(l.rows * l.cols) * sizeof(float)) +
-                    tg_align64((size_t)(g->h * l.row_stride) * sizeof(float))) / sizeof(float);
+                    tg_align64((size_t)((g->h + 1) * l.row_stride) * sizeof(float))) / sizeof(float);
 }
 
 size_t tg_conv_depthwise_forward_scratch(const tg_conv_geom *g)
@@ -102,9 +102,40 @@ size_t tg_conv_depthwise_backward_scratch(const tg_conv_geom *g)
     return TG_DW_SLOTS * (a > b ? a : b) * sizeof(float);
 }
 
+/* dst[t] = src[stride * t] for t < count (the strided middle of a phase row). */
+static inline __attribute__((always_inline)) void gather_strided(float *restrict dst, const float *restrict src,
+                                                                 int64_t count, int64_t stride)
+{
+    if (stride == 2) for (int64_t t = 0; t < count; t++) dst[t] = src[2 * t];
+    else for (int64_t t = 0; t < count; t++) dst[t] = src[stride * t];
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void gather_strided_avx512(float *restrict dst, const float *restrict src, int64_t count, int64_t stride)
+{
+    int64_t t = 0;
+    if (stride == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; t + 16 <= count; t += 16) {
+            __m512 lo = _mm512_loadu_ps(src + 2 * t), hi = _mm512_maskz_loadu_ps(0x7fff, src + 2 * t + 16);
+            _mm512_storeu_ps(dst + t, _mm512_permutex2var_ps(lo, even, hi));
+        }
+    }
+    gather_strided(dst + t, src + stride * t, count - t, stride);
+}
+
+static int have_avx512(void)
+{
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+    return cached;
+}
+
 /* Copies plane x [h, w] into buf [rows][sw][lanes] (layout l), zero outside the input. */
 static void fill_phase(const tg_conv_geom *g, const dw_layout *l, const float *restrict x, float *restrict buf)
 {
+    int avx512 = have_avx512();
     for (int64_t r = 0; r < l->rows; r++) {
         float *row = buf + r * l->row_stride;
         int64_t ih = r - g->ph;
@@ -113,31 +144,34 @@ static void fill_phase(const tg_conv_geom *g, const dw_layout *l, const float *r
             continue;
         }
         const float *xr = x + ih * g->w;
-        if (g->sw == 1) {
-            int64_t lo = min64(g->pw, l->lanes), hi = min64(g->pw + g->w, l->lanes);
-            memset(row, 0, (size_t)lo * sizeof(float));
-            if (hi > lo) memcpy(row + lo, xr + (lo - g->pw), (size_t)(hi - lo) * sizeof(float));
-            if (l->lanes > hi) memset(row + hi, 0, (size_t)(l->lanes - hi) * sizeof(float));
-            continue;
-        }
         for (int64_t phase = 0; phase < g->sw; phase++) {
+            /* phase element t holds input column iw = phase + sw*t - pw */
             float *dst = row + phase * l->lanes;
-            for (int64_t t = 0; t < l->lanes; t++) {
-                int64_t iw = phase + g->sw * t - g->pw;
-                dst[t] = (iw >= 0 && iw < g->w) ? xr[iw] : 0.0f;
-            }
+            int64_t shift = g->pw - phase;
+            int64_t lo = shift > 0 ? (shift + g->sw - 1) / g->sw : 0;
+            int64_t hi = g->w + shift > 0 ? (g->w + shift + g->sw - 1) / g->sw : 0;
+            lo = min64(lo, l->lanes);
+            hi = max64(lo, min64(hi, l->lanes));
+            memset(dst, 0, (size_t)lo * sizeof(float));
+            const float *src = xr + (phase + g->sw * lo - g->pw);
+            if (g->sw == 1) memcpy(dst + lo, src, (size_t)(hi - lo) * sizeof(float));
+            else if (avx512) gather_strided_avx512(dst + lo, src, hi - lo, g->sw);
+            else gather_strided(dst + lo, src, hi - lo, g->sw);
+            memset(dst + hi, 0, (size_t)(l->lanes - hi) * sizeof(float));
         }
     }
 }
 
 /* ---- engines: portable and AVX-512 ---- */
 
-/* dst[job] += sum_t w[t] * src[job.src + off[t] + i], i < job.len. */
+/* dst[job] = (init ? *init : dst[job]) + sum_t w[t] * src[job.src + off[t] + i], i < job.len. */
 static void apply_taps_portable(const float *src, float *dst, const dw_job *jobs, int n_jobs,
-                                const int64_t *off, const float *w, int n_taps)
+                                const int64_t *off, const float *w, int n_taps, const float *init)
 {
     for (int j = 0; j < n_jobs; j++) {
         float *d = dst + jobs[j].dst;
+        if (init)
+            for (int i = 0; i < jobs[j].len; i++) d[i] = *init;
         for (int t = 0; t < n_taps; t++) {
             const float *s = src + jobs[j].src + off[t];
             for (int i = 0; i < jobs[j].len; i++) d[i] += w[t] * s[i];
@@ -160,7 +194,7 @@ static void dot_taps_portable(const float *src, const float *gy, const dw_job *j
 
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 static void apply_taps_avx512(const float *src, float *dst, const dw_job *jobs, int n_jobs,
-                              const int64_t *off, const float *w, int n_taps)
+                              const int64_t *off, const float *w, int n_taps, const float *init)
 {
     __m512 acc[TG_DW_BATCH];
     __mmask16 mask[TG_DW_BATCH];
@@ -169,7 +203,7 @@ static void apply_taps_avx512(const float *src, float *dst, const dw_job *jobs, 
         int jj = j < n_jobs ? j : 0;
         mask[j] = j < n_jobs ? (__mmask16)((1u << jobs[jj].len) - 1u) : 0;
         s[j] = src + jobs[jj].src;
-        acc[j] = _mm512_maskz_loadu_ps(mask[j], dst + jobs[jj].dst);
+        acc[j] = init ? _mm512_set1_ps(*init) : _mm512_maskz_loadu_ps(mask[j], dst + jobs[jj].dst);
     }
     for (int t = 0; t < n_taps; t++) {
         __m512 wv = _mm512_set1_ps(w[t]);
@@ -204,19 +238,11 @@ static void dot_taps_avx512(const float *src, const float *gy, const dw_job *job
     }
 }
 
-static int have_avx512(void)
-{
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
-    return cached;
-}
-
 static void apply_taps(const float *src, float *dst, const dw_job *jobs, int n_jobs,
-                       const int64_t *off, const float *w, int n_taps)
+                       const int64_t *off, const float *w, int n_taps, const float *init)
 {
-    if (have_avx512()) apply_taps_avx512(src, dst, jobs, n_jobs, off, w, n_taps);
-    else apply_taps_portable(src, dst, jobs, n_jobs, off, w, n_taps);
+    if (have_avx512()) apply_taps_avx512(src, dst, jobs, n_jobs, off, w, n_taps, init);
+    else apply_taps_portable(src, dst, jobs, n_jobs, off, w, n_taps, init);
 }
 
 static void dot_taps(const float *src, const float *gy, const dw_job *jobs, int n_jobs,
@@ -277,12 +303,10 @@ static void forward_plane(const dw_ctx *c, int64_t plane, float *buf)
         int64_t o = ch * mult + m;
         float *y = c->y + (n * g->o + o) * out_plane; /* [ho, wo] */
         float b = c->bias ? c->bias[o] : 0.0f;
-        if (!c->accumulate)
-            for (int64_t i = 0; i < out_plane; i++) y[i] = b;
-        else if (c->bias)
+        if (c->accumulate && c->bias)
             for (int64_t i = 0; i < out_plane; i++) y[i] += b;
-        const float *wo = c->w + o * n_taps;
-        DW_FOR_FORWARD_JOBS(g, &l, jobs, n_jobs, apply_taps(buf, y, jobs, n_jobs, off, wo, n_taps));
+        const float *wo = c->w + o * n_taps, *init = c->accumulate ? NULL : &b;
+        DW_FOR_FORWARD_JOBS(g, &l, jobs, n_jobs, apply_taps(buf, y, jobs, n_jobs, off, wo, n_taps, init));
     }
 }
 
@@ -307,25 +331,48 @@ void tg_conv_depthwise_forward(const tg_conv_geom *g, const float *x, const floa
 
 /* ---- data gradient: gx[n, ch] += sum over its o of the adjoint, gathered per gx row ---- */
 
+/* q[2t] = even[t], q[2t + 1] = odd[t] for t < count (count a multiple of 16). */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void interleave2_avx512(float *restrict q, const float *restrict even, const float *restrict odd, int64_t count)
+{
+    const __m512i lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+    const __m512i hi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+    for (int64_t t = 0; t < count; t += 16) {
+        __m512 e = _mm512_loadu_ps(even + t), o = _mm512_loadu_ps(odd + t);
+        _mm512_storeu_ps(q + 2 * t, _mm512_permutex2var_ps(e, lo, o));
+        _mm512_storeu_ps(q + 2 * t + 16, _mm512_permutex2var_ps(e, hi, o));
+    }
+}
+
+/* NOTE: with sw == 1 every gx element belongs to one (row residue) class, so the taps
+ * accumulate straight into gx; with sw > 1 they go to the phase buffer gxb first. */
 static void data_plane(const dw_ctx *c, int64_t plane, float *buf)
 {
     const tg_conv_geom *g = c->g;
     int64_t mult = g->o / g->c, n = plane / g->c, ch = plane % g->c, out_plane = g->ho * g->wo;
     dw_data_layout l = data_layout(g);
     float *gyp = buf;                                                              /* [rows, cols] */
-    float *gxb = buf + tg_align64((size_t)(l.rows * l.cols) * sizeof(float)) / sizeof(float); /* [h][sw][lanes] */
+    float *gxb = buf + tg_align64((size_t)(l.rows * l.cols) * sizeof(float)) / sizeof(float); /* [h + 1][sw][lanes] */
+    float *gx = c->gx + plane * g->h * g->w;                                       /* [h, w] */
+    int direct = g->sw == 1;
     int64_t off[TG_DW_MAX_TAPS];
     float tw[TG_DW_MAX_TAPS];
     dw_job jobs[TG_DW_BATCH];
-    memset(gxb, 0, (size_t)(g->h * l.row_stride) * sizeof(float));
-    memset(gyp, 0, (size_t)(l.rows * l.cols) * sizeof(float));
+    if (!direct) memset(gxb, 0, (size_t)(g->h * l.row_stride) * sizeof(float));
+    memset(gyp, 0, (size_t)(l.top * l.cols) * sizeof(float));
+    memset(gyp + (l.top + g->ho) * l.cols, 0, (size_t)((l.rows - l.top - g->ho) * l.cols) * sizeof(float));
+    for (int64_t oh = 0; oh < g->ho; oh++) {
+        float *row = gyp + (oh + l.top) * l.cols;
+        memset(row, 0, (size_t)l.left * sizeof(float));
+        memset(row + l.left + g->wo, 0, (size_t)(l.cols - l.left - g->wo) * sizeof(float));
+    }
     for (int64_t m = 0; m < mult; m++) {
         int64_t o = ch * mult + m;
         const float *gy = c->gy + (n * g->o + o) * out_plane; /* [ho, wo] */
         const float *w = c->w + o * g->kh * g->kw;          /* [kh, kw] */
         for (int64_t oh = 0; oh < g->ho; oh++)
             memcpy(gyp + (oh + l.top) * l.cols + l.left, gy + oh * g->wo, (size_t)g->wo * sizeof(float));
-        /* NOTE: rows and columns split by residue mod stride; each class has a fixed tap list. */
+        /* rows and columns split by residue mod stride; each class has a fixed tap list */
         for (int64_t res = 0; res < g->sh; res++)
             for (int64_t rq = 0; rq < g->sw; rq++) {
                 int n_taps = 0;
@@ -340,35 +387,38 @@ static void data_plane(const dw_ctx *c, int64_t plane, float *buf)
                     }
                 }
                 if (n_taps == 0) continue;
+                float *dst = direct ? gx : gxb;
+                int64_t t0 = direct ? g->pw : 0, t1 = direct ? g->pw + g->w : l.tcols;
                 int n_jobs = 0;
                 for (int64_t ih = 0; ih < g->h; ih++) {
                     if ((ih + g->ph) % g->sh != res) continue;
                     int64_t src_row = ((ih + g->ph) / g->sh + l.top) * l.cols + l.left;
-                    for (int64_t t = 0; t < l.tcols; t += TG_DW_LANES) {
+                    int64_t dst_row = direct ? ih * g->w - g->pw : ih * l.row_stride + rq * l.lanes;
+                    for (int64_t t = t0; t < t1; t += TG_DW_LANES) {
                         jobs[n_jobs].src = src_row + t;
-                        jobs[n_jobs].dst = ih * l.row_stride + rq * l.lanes + t;
-                        jobs[n_jobs].len = (int)min64(TG_DW_LANES, l.tcols - t);
+                        jobs[n_jobs].dst = dst_row + t;
+                        jobs[n_jobs].len = (int)min64(TG_DW_LANES, t1 - t);
                         if (++n_jobs == TG_DW_BATCH) {
-                            apply_taps(gyp, gxb, jobs, n_jobs, off, tw, n_taps);
+                            apply_taps(gyp, dst, jobs, n_jobs, off, tw, n_taps, NULL);
                             n_jobs = 0;
                         }
                     }
                 }
-                if (n_jobs) apply_taps(gyp, gxb, jobs, n_jobs, off, tw, n_taps);
+                if (n_jobs) apply_taps(gyp, dst, jobs, n_jobs, off, tw, n_taps, NULL);
             }
     }
-    float *gx = c->gx + plane * g->h * g->w; /* [h, w] */
+    if (direct) return;
+    float *qrow = gxb + g->h * l.row_stride; /* [sw * lanes]: one gx row in padded columns */
+    int avx512 = have_avx512();
     for (int64_t ih = 0; ih < g->h; ih++) {
         const float *row = gxb + ih * l.row_stride;
-        float *dst = gx + ih * g->w;
-        if (g->sw == 1) {
-            for (int64_t iw = 0; iw < g->w; iw++) dst[iw] += row[iw + g->pw];
-        } else {
-            for (int64_t iw = 0; iw < g->w; iw++) {
-                int64_t q = iw + g->pw;
-                dst[iw] += row[(q % g->sw) * l.lanes + q / g->sw];
-            }
-        }
+        if (g->sw == 2 && avx512) interleave2_avx512(qrow, row, row + l.lanes, l.lanes);
+        else
+            for (int64_t phase = 0; phase < g->sw; phase++)
+                for (int64_t t = 0; t < l.lanes; t++) qrow[phase + g->sw * t] = row[phase * l.lanes + t];
+        float *restrict dst = gx + ih * g->w;
+        const float *restrict src = qrow + g->pw;
+        for (int64_t iw = 0; iw < g->w; iw++) dst[iw] += src[iw];
     }
 }
 

@@ -4,7 +4,7 @@ import importlib
 
 # section -> modules of trugrade.bench whose run(args) it calls, in order
 SECTIONS = {
-    "ops": [],
+    "ops": ["conv"],
 }
 
 
