@@ -31,6 +31,9 @@ static tg_pool pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_I
 static pthread_mutex_t pool_call_lock = PTHREAD_MUTEX_INITIALIZER;
 static _Thread_local int inside_worker;
 static volatile sig_atomic_t interrupt_flag;
+/* NOTE: the generation when workers were last started; a new worker must wait for the
+ * next one, not rerun the previous call (whose ctx is gone) as it would from 0. */
+static uint64_t spawn_generation;
 
 /* OpenBLAS's setter, when OpenBLAS is linked (weak so plain C tests need not link it). */
 extern void openblas_set_num_threads(int) __attribute__((weak));
@@ -57,7 +60,7 @@ static void run_chunk(int index)
 static void *worker_main(void *arg)
 {
     int index = (int)(intptr_t)arg;
-    uint64_t seen = 0;
+    uint64_t seen = spawn_generation;
     inside_worker = 1;
     sigset_t all;
     sigfillset(&all);
@@ -81,6 +84,7 @@ static int pool_start(void)
     if (pool.count == 0) pool.count = default_count();
     if (pool.started == pool.count - 1) return 0;
     pool.stopping = 0;
+    spawn_generation = pool.generation;
     for (int i = 1; i < pool.count; i++) {
         if (pthread_create(&pool.workers[i], NULL, worker_main, (void *)(intptr_t)i) != 0) {
             pool.count = i;
