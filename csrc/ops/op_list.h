@@ -46,3 +46,6 @@ TG_OP(concat)
 TG_OP(slice)
 TG_OP(pad)
 TG_OP(cast)
+/* convolution (conv.c, conv_depthwise.c) */
+TG_OP(conv2d)
+TG_OP(conv_transpose2d)
