@@ -9,6 +9,7 @@
  * downscaling (torchvision's Resize antialiases PIL and tensor inputs by default);
  * strong downscales therefore alias like interpolate(antialias=False).
  * Not here: choosing the maps (augment.c), pixel-value transforms (augment_color.c). */
+#include <immintrin.h>
 #include <math.h>
 #include <string.h>
 
@@ -157,6 +158,81 @@ DEFINE_SEPARABLE(separable_u8, uint8_t)
 DEFINE_SEPARABLE(separable_u16, uint16_t)
 DEFINE_SEPARABLE(separable_f32, float)
 
+/* One output row of a straight (not transposed) uint8 resample with AVX-512: a 32-bit
+ * gather at each left tap also brings its right neighbour (byte 1), which is the right
+ * tap. NOTE: the arithmetic is the scalar kernel's, in the same order and without FMA,
+ * so both paths give identical bits. The caller guarantees 4 readable bytes at every
+ * gathered offset. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void row_u8_avx512(
+    const uint8_t *r0, const uint8_t *r1, float wy1f, const int32_t *restrict col_offset,
+    const float *restrict col_w1, float *restrict d, int64_t x0, int64_t x1)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), wy1 = _mm512_set1_ps(wy1f), wy0 = _mm512_set1_ps(1.0f - wy1f);
+    const __m512i low = _mm512_set1_epi32(0xff);
+    int64_t x = x0;
+    for (; x + 16 <= x1; x += 16) {
+        __m512i offset = _mm512_loadu_si512((const void *)(col_offset + x));
+        __m512 w1 = _mm512_loadu_ps(col_w1 + x), w0 = _mm512_sub_ps(one, w1);
+        __m512i g0 = _mm512_i32gather_epi32(offset, (const void *)r0, 1);
+        __m512 a = _mm512_cvtepi32_ps(_mm512_and_si512(g0, low));
+        __m512 b = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(g0, 8), low));
+        __m512 top = _mm512_add_ps(_mm512_mul_ps(w0, a), _mm512_mul_ps(w1, b));
+        __m512 v = _mm512_mul_ps(wy0, top);
+        if (wy1f != 0.0f) {
+            __m512i g1 = _mm512_i32gather_epi32(offset, (const void *)r1, 1);
+            __m512 c = _mm512_cvtepi32_ps(_mm512_and_si512(g1, low));
+            __m512 e = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(g1, 8), low));
+            __m512 bottom = _mm512_add_ps(_mm512_mul_ps(w0, c), _mm512_mul_ps(w1, e));
+            v = _mm512_add_ps(v, _mm512_mul_ps(wy1, bottom));
+        }
+        _mm512_storeu_ps(d + x, v);
+    }
+    const float wy0s = 1.0f - wy1f;
+    for (; x < x1; x++) {
+        float w1 = col_w1[x], w0 = 1.0f - w1;
+        float top = w0 * (float)r0[col_offset[x]] + w1 * (float)r0[col_offset[x] + 1];
+        d[x] = wy1f == 0.0f ? wy0s * top
+                            : wy0s * top + wy1f * (w0 * (float)r1[col_offset[x]] + w1 * (float)r1[col_offset[x] + 1]);
+    }
+}
+
+/* The straight uint8 case through row_u8_avx512; returns 0 when it does not apply. */
+static int separable_u8_fast(const tg_augment_view *src, float *dst, const tg_augment_geom *g, const tap *rows,
+                             const tap *cols, int32_t *col_offset, float *col_w1)
+{
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+    const tg_augment_rect *c = &g->content;
+    int64_t plane = src->h * src->w, max_offset = 0;
+    if (plane > INT32_MAX - 4) return 0;
+    for (int64_t x = c->x0; x < c->x1; x++) {
+        /* NOTE: a clamped tap has o1 == o0 and weight 0, so reading o0 + 1 instead is harmless. */
+        if (cols[x].o1 != cols[x].o0 + 1 && !(cols[x].o1 == cols[x].o0 && cols[x].w1 == 0.0f)) return 0;
+        col_offset[x] = (int32_t)cols[x].o0;
+        col_w1[x] = cols[x].w1;
+        if (cols[x].o0 > max_offset) max_offset = cols[x].o0;
+    }
+    const uint8_t *base = src->data, *end = base + src->c * plane;
+    for (int64_t ch = 0; ch < src->c; ch++) {
+        const uint8_t *s = base + ch * plane;
+        for (int64_t y = c->y0; y < c->y1; y++) {
+            const uint8_t *r0 = s + rows[y].o0, *r1 = s + rows[y].o1;
+            float *d = dst + (ch * g->out_h + y) * g->out_w;
+            if (r0 + max_offset + 4 > end || r1 + max_offset + 4 > end) {
+                float wy1 = rows[y].w1, wy0 = 1.0f - wy1;
+                for (int64_t x = c->x0; x < c->x1; x++) {
+                    float w1 = cols[x].w1, w0 = 1.0f - w1;
+                    float top = w0 * (float)r0[cols[x].o0] + w1 * (float)r0[cols[x].o1];
+                    d[x] = wy1 == 0.0f ? wy0 * top
+                                       : wy0 * top + wy1 * (w0 * (float)r1[cols[x].o0] + w1 * (float)r1[cols[x].o1]);
+                }
+                continue;
+            }
+            row_u8_avx512(r0, r1, rows[y].w1, col_offset, col_w1, d, c->x0, c->x1);
+        }
+    }
+    return 1;
+}
+
 static float read_value(const tg_augment_view *v, int64_t offset)
 {
     switch (v->dtype) {
@@ -225,21 +301,30 @@ static void resample_general(const tg_augment_geom *g, const tg_augment_view *sr
 
 size_t tg_augment_geom_scratch_bytes(int64_t out_h, int64_t out_w)
 {
-    size_t separable = (size_t)(out_h + out_w) * sizeof(tap);
+    size_t separable = (size_t)(out_h + out_w) * sizeof(tap) + (size_t)out_w * (sizeof(int32_t) + sizeof(float)) + 64;
     size_t general = (size_t)out_w * sizeof(point_taps);
     return (separable > general ? separable : general) + 64;
 }
 
 /* Writes fill into region \ content of every channel. */
+static void fill_span(float *d, int64_t x0, int64_t x1, float fill)
+{
+    for (int64_t x = x0; x < x1; x++) d[x] = fill;
+}
+
 static void fill_outside_content(const tg_augment_geom *g, int64_t channels, float *dst, float fill)
 {
     const tg_augment_rect *r = &g->region, *c = &g->content;
+    const int empty = c->x1 <= c->x0 || c->y1 <= c->y0;
     for (int64_t ch = 0; ch < channels; ch++)
         for (int64_t y = r->y0; y < r->y1; y++) {
             float *d = dst + (ch * g->out_h + y) * g->out_w;
-            int inside_rows = y >= c->y0 && y < c->y1 && c->x1 > c->x0;
-            for (int64_t x = r->x0; x < r->x1; x++)
-                if (!inside_rows || x < c->x0 || x >= c->x1) d[x] = fill;
+            if (empty || y < c->y0 || y >= c->y1) {
+                fill_span(d, r->x0, r->x1, fill);
+            } else {
+                fill_span(d, r->x0, c->x0, fill);
+                fill_span(d, c->x1, r->x1, fill);
+            }
         }
 }
 
@@ -273,6 +358,9 @@ void tg_augment_resample_image(const tg_augment_geom *g, const tg_augment_view *
         axis_taps(cols, g->out_w, g->m[3], g->m[5], win->y0, win->y1, src->w);
     }
     int64_t plane = src->h * src->w;
+    int32_t *col_offset = (int32_t *)(cols + g->out_w);
+    float *col_w1 = (float *)(col_offset + g->out_w);
+    if (straight && src->dtype == TG_DTYPE_U8 && separable_u8_fast(src, dst, g, rows, cols, col_offset, col_w1)) return;
     switch (src->dtype) {
     case TG_DTYPE_U8: separable_u8(src->data, plane, src->c, dst, g->out_h, g->out_w, &g->content, rows, cols); break;
     case TG_DTYPE_U16: separable_u16(src->data, plane, src->c, dst, g->out_h, g->out_w, &g->content, rows, cols); break;
