@@ -66,5 +66,28 @@ PyObject *tg_py_fma_peak_gflops(PyObject *self, PyObject *args);
      "gemm_bench(m, n, k, dtype='float32', backend='auto', repeat=5) -> best seconds per GEMM"},  \
     {"fma_peak_gflops", tg_py_fma_peak_gflops, METH_VARARGS,                                      \
      "fma_peak_gflops(seconds=0.2) -> float32 GFLOPS of 512-bit FMAs on one core"},
+/* augment.c: augmentation pipelines. */
+PyObject *tg_py_augment_pipeline(PyObject *self, PyObject *args);
+PyObject *tg_py_augment_apply(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_augment_apply_many(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_augment_output_shape(PyObject *self, PyObject *args);
+PyObject *tg_py_augment_scratch_bytes(PyObject *self, PyObject *args);
+PyObject *tg_py_augment_multiscale_size(PyObject *self, PyObject *args);
+PyObject *tg_py_augment_transforms(PyObject *self, PyObject *unused);
+#define TG_PY_AUGMENT_METHODS                                                                             \
+    {"augment_pipeline", tg_py_augment_pipeline, METH_VARARGS,                                            \
+     "augment_pipeline([(name, params), ...], min_box_area_fraction=0, mask_fill=0) -> pipeline capsule"}, \
+    {"augment_apply", (PyCFunction)(void (*)(void))tg_py_augment_apply, METH_VARARGS | METH_KEYWORDS,     \
+     "augment_apply(pipeline, [(image, mask, boxes, labels)], seed, epoch, index) -> dict"},              \
+    {"augment_apply_many", (PyCFunction)(void (*)(void))tg_py_augment_apply_many,                         \
+     METH_VARARGS | METH_KEYWORDS,                                                                        \
+     "augment_apply_many(pipeline, [[(image, mask, boxes, labels)], ...], seed, epoch, first_index)"},     \
+    {"augment_output_shape", tg_py_augment_output_shape, METH_VARARGS,                                    \
+     "augment_output_shape(pipeline, c, h, w, seed=0, epoch=0, index=0) -> (c, h, w)"},                   \
+    {"augment_scratch_bytes", tg_py_augment_scratch_bytes, METH_VARARGS,                                  \
+     "augment_scratch_bytes(pipeline, c, h, w, n_boxes=0) -> int"},                                       \
+    {"augment_multiscale_size", tg_py_augment_multiscale_size, METH_VARARGS,                              \
+     "augment_multiscale_size(sizes, seed, batch_index) -> int"},                                         \
+    {"augment_transforms", tg_py_augment_transforms, METH_NOARGS, "augment_transforms() -> {name: [params]}"},
 
 #endif

@@ -305,6 +305,7 @@ static PyMethodDef module_methods[] = {
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
     TG_PY_OPS_METHODS
     TG_PY_GEMM_BENCH_METHODS
+    TG_PY_AUGMENT_METHODS
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,443 @@
+/* augment_geometry.c: resampling of images (bilinear) and masks (nearest) through one
+ * affine map, mapping of boxes through it, and fusion of exact maps (flips, rot90,
+ * integer crops) into their neighbours.
+ *
+ * Bilinear sampling follows torch.nn.functional.interpolate(mode='bilinear',
+ * align_corners=False) without antialiasing: output pixel centre x + 0.5 maps to the
+ * source index s = m(x + 0.5) - 0.5; in clamp mode s is clamped to the window, so a
+ * plain resize equals PyTorch's. NOTE: no antialias filter is applied when
+ * downscaling (torchvision's Resize antialiases PIL and tensor inputs by default);
+ * strong downscales therefore alias like interpolate(antialias=False).
+ * Not here: choosing the maps (augment.c), pixel-value transforms (augment_color.c). */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "augment_internal.h"
+
+void tg_augment_geom_full(tg_augment_geom *g, int64_t h, int64_t w, int64_t out_h, int64_t out_w)
+{
+    memset(g, 0, sizeof *g);
+    g->m[0] = (double)w / (double)out_w;
+    g->m[4] = (double)h / (double)out_h;
+    g->out_h = out_h, g->out_w = out_w;
+    g->window = (tg_augment_rect){0, 0, w, h};
+    g->region = g->content = (tg_augment_rect){0, 0, out_w, out_h};
+}
+
+/* ---- affine helpers ---- */
+
+/* c = a o b: c(p) = a(b(p)). */
+static void affine_compose(const double a[6], const double b[6], double c[6])
+{
+    double r[6] = {
+        a[0] * b[0] + a[1] * b[3], a[0] * b[1] + a[1] * b[4], a[0] * b[2] + a[1] * b[5] + a[2],
+        a[3] * b[0] + a[4] * b[3], a[3] * b[1] + a[4] * b[4], a[3] * b[2] + a[4] * b[5] + a[5],
+    };
+    memcpy(c, r, sizeof r);
+}
+
+static void affine_invert(const double m[6], double inv[6])
+{
+    double det = m[0] * m[4] - m[1] * m[3];
+    double r[6];
+    r[0] = m[4] / det, r[1] = -m[1] / det, r[3] = -m[3] / det, r[4] = m[0] / det;
+    r[2] = -(r[0] * m[2] + r[1] * m[5]);
+    r[5] = -(r[3] * m[2] + r[4] * m[5]);
+    memcpy(inv, r, sizeof r);
+}
+
+void tg_augment_geom_forward(const tg_augment_geom *g, double forward[6]) { affine_invert(g->m, forward); }
+
+/* Bounding rectangle (real) of rect mapped through m. */
+static void map_rect(const double m[6], double x0, double y0, double x1, double y1, double out[4])
+{
+    double xs[4] = {x0, x1, x0, x1}, ys[4] = {y0, y0, y1, y1};
+    out[0] = out[1] = INFINITY, out[2] = out[3] = -INFINITY;
+    for (int i = 0; i < 4; i++) {
+        double x = m[0] * xs[i] + m[1] * ys[i] + m[2], y = m[3] * xs[i] + m[4] * ys[i] + m[5];
+        out[0] = fmin(out[0], x), out[1] = fmin(out[1], y), out[2] = fmax(out[2], x), out[3] = fmax(out[3], y);
+    }
+}
+
+static tg_augment_rect rect_intersect(tg_augment_rect a, tg_augment_rect b)
+{
+    tg_augment_rect r = {a.x0 > b.x0 ? a.x0 : b.x0, a.y0 > b.y0 ? a.y0 : b.y0, a.x1 < b.x1 ? a.x1 : b.x1,
+                         a.y1 < b.y1 ? a.y1 : b.y1};
+    if (r.x1 < r.x0) r.x1 = r.x0;
+    if (r.y1 < r.y0) r.y1 = r.y0;
+    return r;
+}
+
+/* Rect mapped through an exact map (whole pixels stay whole pixels). */
+static tg_augment_rect map_rect_exact(const double m[6], tg_augment_rect r)
+{
+    double b[4];
+    map_rect(m, (double)r.x0, (double)r.y0, (double)r.x1, (double)r.y1, b);
+    return (tg_augment_rect){(int64_t)llround(b[0]), (int64_t)llround(b[1]), (int64_t)llround(b[2]),
+                             (int64_t)llround(b[3])};
+}
+
+int tg_augment_geom_fuse(const tg_augment_geom *first, const tg_augment_geom *second, tg_augment_geom *out)
+{
+    if (!first->exact && !second->exact) return 0;
+    tg_augment_rect full_a = {0, 0, first->out_w, first->out_h};
+    if (memcmp(&first->region, &full_a, sizeof full_a) != 0) return 0;
+    tg_augment_geom r = *second;
+    affine_compose(first->m, second->m, r.m);
+    double second_forward[6];
+    affine_invert(second->m, second_forward);
+    /* NOTE: one of the two maps is exact, so mapping rects through it is exact. */
+    if (first->exact) {
+        r.window = rect_intersect(first->window, map_rect_exact(first->m, second->window));
+    } else {
+        r.window = first->window;
+    }
+    tg_augment_rect first_content = second->exact ? map_rect_exact(second_forward, first->content)
+                                                  : second->content;
+    if (second->exact) r.content = rect_intersect(second->content, first_content);
+    else if (first->content.x0 != 0 || first->content.y0 != 0 || first->content.x1 != first->out_w ||
+             first->content.y1 != first->out_h)
+        return 0;
+    r.border_fill = first->border_fill | second->border_fill;
+    r.fill = second->exact ? first->fill : second->fill;
+    if (second->exact && second->border_fill) r.fill = second->fill;
+    r.exact = first->exact && second->exact;
+    *out = r;
+    return 1;
+}
+
+/* ---- image resampling ---- */
+
+typedef struct tap {
+    int64_t o0, o1;    /* element offsets of the two taps along one axis */
+    float w1;          /* weight of o1 */
+} tap;
+
+/* Taps of an axis: source index s = a * (i + 0.5) + b - 0.5 for i in [0, n), clamped to [lo, hi). */
+static void axis_taps(tap *taps, int64_t n, double a, double b, int64_t lo, int64_t hi, int64_t stride)
+{
+    for (int64_t i = 0; i < n; i++) {
+        double s = a * ((double)i + 0.5) + b - 0.5;
+        if (s < (double)lo) s = (double)lo;
+        if (s > (double)(hi - 1)) s = (double)(hi - 1);
+        int64_t i0 = (int64_t)floor(s);
+        int64_t i1 = i0 + 1 < hi ? i0 + 1 : hi - 1;
+        taps[i].o0 = i0 * stride, taps[i].o1 = i1 * stride;
+        taps[i].w1 = (float)(s - (double)i0);
+    }
+}
+
+#define DEFINE_SEPARABLE(NAME, T)                                                                             \
+    static void NAME(const T *restrict src, int64_t plane, int64_t channels, float *restrict dst, int64_t out_h, \
+                     int64_t out_w, const tg_augment_rect *content, const tap *rows, const tap *cols)          \
+    {                                                                                                          \
+        for (int64_t c = 0; c < channels; c++) {                                                               \
+            const T *s = src + c * plane;                                                                      \
+            for (int64_t y = content->y0; y < content->y1; y++) {                                              \
+                const T *restrict r0 = s + rows[y].o0, *restrict r1 = s + rows[y].o1;                          \
+                float wy1 = rows[y].w1, wy0 = 1.0f - wy1;                                                      \
+                float *restrict d = dst + (c * out_h + y) * out_w;                                             \
+                if (wy1 == 0.0f) {                                                                             \
+                    for (int64_t x = content->x0; x < content->x1; x++) {                                      \
+                        float w1 = cols[x].w1, w0 = 1.0f - w1;                                                 \
+                        d[x] = wy0 * (w0 * (float)r0[cols[x].o0] + w1 * (float)r0[cols[x].o1]);                 \
+                    }                                                                                          \
+                } else {                                                                                       \
+                    for (int64_t x = content->x0; x < content->x1; x++) {                                      \
+                        float w1 = cols[x].w1, w0 = 1.0f - w1;                                                 \
+                        d[x] = wy0 * (w0 * (float)r0[cols[x].o0] + w1 * (float)r0[cols[x].o1]) +                \
+                               wy1 * (w0 * (float)r1[cols[x].o0] + w1 * (float)r1[cols[x].o1]);                 \
+                    }                                                                                          \
+                }                                                                                              \
+            }                                                                                                  \
+        }                                                                                                      \
+    }
+
+DEFINE_SEPARABLE(separable_u8, uint8_t)
+DEFINE_SEPARABLE(separable_u16, uint16_t)
+DEFINE_SEPARABLE(separable_f32, float)
+
+/* One output row of a straight (not transposed) uint8 resample with AVX-512: a 32-bit
+ * gather at each left tap also brings its right neighbour (byte 1), which is the right
+ * tap. NOTE: the arithmetic is the scalar kernel's, in the same order and without FMA,
+ * so both paths give identical bits. The caller guarantees 4 readable bytes at every
+ * gathered offset. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void row_u8_avx512(
+    const uint8_t *r0, const uint8_t *r1, float wy1f, const int32_t *restrict col_offset,
+    const float *restrict col_w1, float *restrict d, int64_t x0, int64_t x1)
+{
+    const __m512 one = _mm512_set1_ps(1.0f), wy1 = _mm512_set1_ps(wy1f), wy0 = _mm512_set1_ps(1.0f - wy1f);
+    const __m512i low = _mm512_set1_epi32(0xff);
+    int64_t x = x0;
+    for (; x + 16 <= x1; x += 16) {
+        __m512i offset = _mm512_loadu_si512((const void *)(col_offset + x));
+        __m512 w1 = _mm512_loadu_ps(col_w1 + x), w0 = _mm512_sub_ps(one, w1);
+        __m512i g0 = _mm512_i32gather_epi32(offset, (const void *)r0, 1);
+        __m512 a = _mm512_cvtepi32_ps(_mm512_and_si512(g0, low));
+        __m512 b = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(g0, 8), low));
+        __m512 top = _mm512_add_ps(_mm512_mul_ps(w0, a), _mm512_mul_ps(w1, b));
+        __m512 v = _mm512_mul_ps(wy0, top);
+        if (wy1f != 0.0f) {
+            __m512i g1 = _mm512_i32gather_epi32(offset, (const void *)r1, 1);
+            __m512 c = _mm512_cvtepi32_ps(_mm512_and_si512(g1, low));
+            __m512 e = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(g1, 8), low));
+            __m512 bottom = _mm512_add_ps(_mm512_mul_ps(w0, c), _mm512_mul_ps(w1, e));
+            v = _mm512_add_ps(v, _mm512_mul_ps(wy1, bottom));
+        }
+        _mm512_storeu_ps(d + x, v);
+    }
+    const float wy0s = 1.0f - wy1f;
+    for (; x < x1; x++) {
+        float w1 = col_w1[x], w0 = 1.0f - w1;
+        float top = w0 * (float)r0[col_offset[x]] + w1 * (float)r0[col_offset[x] + 1];
+        d[x] = wy1f == 0.0f ? wy0s * top
+                            : wy0s * top + wy1f * (w0 * (float)r1[col_offset[x]] + w1 * (float)r1[col_offset[x] + 1]);
+    }
+}
+
+/* The straight uint8 case through row_u8_avx512; returns 0 when it does not apply. */
+static int separable_u8_fast(const tg_augment_view *src, float *dst, const tg_augment_geom *g, const tap *rows,
+                             const tap *cols, int32_t *col_offset, float *col_w1)
+{
+    if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
+    const tg_augment_rect *c = &g->content;
+    int64_t plane = src->h * src->w, max_offset = 0;
+    if (plane > INT32_MAX - 4) return 0;
+    for (int64_t x = c->x0; x < c->x1; x++) {
+        /* NOTE: a clamped tap has o1 == o0 and weight 0, so reading o0 + 1 instead is harmless. */
+        if (cols[x].o1 != cols[x].o0 + 1 && !(cols[x].o1 == cols[x].o0 && cols[x].w1 == 0.0f)) return 0;
+        col_offset[x] = (int32_t)cols[x].o0;
+        col_w1[x] = cols[x].w1;
+        if (cols[x].o0 > max_offset) max_offset = cols[x].o0;
+    }
+    const uint8_t *base = src->data, *end = base + src->c * plane;
+    for (int64_t ch = 0; ch < src->c; ch++) {
+        const uint8_t *s = base + ch * plane;
+        for (int64_t y = c->y0; y < c->y1; y++) {
+            const uint8_t *r0 = s + rows[y].o0, *r1 = s + rows[y].o1;
+            float *d = dst + (ch * g->out_h + y) * g->out_w;
+            if (r0 + max_offset + 4 > end || r1 + max_offset + 4 > end) {
+                float wy1 = rows[y].w1, wy0 = 1.0f - wy1;
+                for (int64_t x = c->x0; x < c->x1; x++) {
+                    float w1 = cols[x].w1, w0 = 1.0f - w1;
+                    float top = w0 * (float)r0[cols[x].o0] + w1 * (float)r0[cols[x].o1];
+                    d[x] = wy1 == 0.0f ? wy0 * top
+                                       : wy0 * top + wy1 * (w0 * (float)r1[cols[x].o0] + w1 * (float)r1[cols[x].o1]);
+                }
+                continue;
+            }
+            row_u8_avx512(r0, r1, rows[y].w1, col_offset, col_w1, d, c->x0, c->x1);
+        }
+    }
+    return 1;
+}
+
+static float read_value(const tg_augment_view *v, int64_t offset)
+{
+    switch (v->dtype) {
+    case TG_DTYPE_U8: return (float)((const uint8_t *)v->data)[offset];
+    case TG_DTYPE_U16: return (float)((const uint16_t *)v->data)[offset];
+    default: return ((const float *)v->data)[offset];
+    }
+}
+
+/* Per output column of one row: the two source taps in x and y, and their weights. */
+typedef struct point_taps {
+    int64_t x0, x1, y0, y1;    /* source indices; -1 marks a tap that reads fill */
+    float wx1, wy1;
+} point_taps;
+
+static void row_point_taps(const tg_augment_geom *g, int64_t y, point_taps *taps)
+{
+    const double *m = g->m;
+    const tg_augment_rect *win = &g->window;
+    double cy = (double)y + 0.5;
+    for (int64_t x = g->content.x0; x < g->content.x1; x++) {
+        double cx = (double)x + 0.5;
+        double sx = m[0] * cx + m[1] * cy + m[2] - 0.5, sy = m[3] * cx + m[4] * cy + m[5] - 0.5;
+        point_taps *t = &taps[x - g->content.x0];
+        if (!g->border_fill) {
+            sx = fmin(fmax(sx, (double)win->x0), (double)(win->x1 - 1));
+            sy = fmin(fmax(sy, (double)win->y0), (double)(win->y1 - 1));
+        }
+        double fx = floor(sx), fy = floor(sy);
+        t->wx1 = (float)(sx - fx), t->wy1 = (float)(sy - fy);
+        int64_t ix = (int64_t)fmax(fmin(fx, 1e15), -1e15), iy = (int64_t)fmax(fmin(fy, 1e15), -1e15);
+        t->x0 = ix, t->x1 = ix + 1, t->y0 = iy, t->y1 = iy + 1;
+        if (!g->border_fill) {
+            if (t->x1 >= win->x1) t->x1 = win->x1 - 1;
+            if (t->y1 >= win->y1) t->y1 = win->y1 - 1;
+        } else {
+            if (t->x0 < win->x0 || t->x0 >= win->x1) t->x0 = -1;
+            if (t->x1 < win->x0 || t->x1 >= win->x1) t->x1 = -1;
+            if (t->y0 < win->y0 || t->y0 >= win->y1) t->y0 = -1;
+            if (t->y1 < win->y0 || t->y1 >= win->y1) t->y1 = -1;
+        }
+    }
+}
+
+static void resample_general(const tg_augment_geom *g, const tg_augment_view *src, float *dst, point_taps *taps)
+{
+    const int64_t plane = src->h * src->w, out_plane = g->out_h * g->out_w;
+    const float fill = (float)g->fill;
+    for (int64_t y = g->content.y0; y < g->content.y1; y++) {
+        row_point_taps(g, y, taps);
+        for (int64_t c = 0; c < src->c; c++) {
+            float *d = dst + c * out_plane + y * g->out_w;
+            int64_t base = c * plane;
+            for (int64_t x = g->content.x0; x < g->content.x1; x++) {
+                const point_taps *t = &taps[x - g->content.x0];
+                float v00 = (t->x0 < 0 || t->y0 < 0) ? fill : read_value(src, base + t->y0 * src->w + t->x0);
+                float v01 = (t->x1 < 0 || t->y0 < 0) ? fill : read_value(src, base + t->y0 * src->w + t->x1);
+                float v10 = (t->x0 < 0 || t->y1 < 0) ? fill : read_value(src, base + t->y1 * src->w + t->x0);
+                float v11 = (t->x1 < 0 || t->y1 < 0) ? fill : read_value(src, base + t->y1 * src->w + t->x1);
+                float wx0 = 1.0f - t->wx1, wy0 = 1.0f - t->wy1;
+                d[x] = wy0 * (wx0 * v00 + t->wx1 * v01) + t->wy1 * (wx0 * v10 + t->wx1 * v11);
+            }
+        }
+    }
+}
+
+size_t tg_augment_geom_scratch_bytes(int64_t out_h, int64_t out_w)
+{
+    size_t separable = (size_t)(out_h + out_w) * sizeof(tap) + (size_t)out_w * (sizeof(int32_t) + sizeof(float)) + 64;
+    size_t general = (size_t)out_w * sizeof(point_taps);
+    return (separable > general ? separable : general) + 64;
+}
+
+/* Writes fill into region \ content of every channel. */
+static void fill_span(float *d, int64_t x0, int64_t x1, float fill)
+{
+    for (int64_t x = x0; x < x1; x++) d[x] = fill;
+}
+
+static void fill_outside_content(const tg_augment_geom *g, int64_t channels, float *dst, float fill)
+{
+    const tg_augment_rect *r = &g->region, *c = &g->content;
+    const int empty = c->x1 <= c->x0 || c->y1 <= c->y0;
+    for (int64_t ch = 0; ch < channels; ch++)
+        for (int64_t y = r->y0; y < r->y1; y++) {
+            float *d = dst + (ch * g->out_h + y) * g->out_w;
+            if (empty || y < c->y0 || y >= c->y1) {
+                fill_span(d, r->x0, r->x1, fill);
+            } else {
+                fill_span(d, r->x0, c->x0, fill);
+                fill_span(d, c->x1, r->x1, fill);
+            }
+        }
+}
+
+/* True when every bilinear tap of the content lies inside the window (no fill read). */
+static int taps_inside_window(const tg_augment_geom *g)
+{
+    double b[4];
+    map_rect(g->m, (double)g->content.x0 + 0.5, (double)g->content.y0 + 0.5, (double)g->content.x1 - 0.5,
+             (double)g->content.y1 - 0.5, b);
+    return b[0] - 0.5 >= (double)g->window.x0 - 1e-9 && b[1] - 0.5 >= (double)g->window.y0 - 1e-9 &&
+           b[2] - 0.5 <= (double)(g->window.x1 - 1) + 1e-9 && b[3] - 0.5 <= (double)(g->window.y1 - 1) + 1e-9;
+}
+
+void tg_augment_resample_image(const tg_augment_geom *g, const tg_augment_view *src, float *dst, void *scratch)
+{
+    fill_outside_content(g, src->c, dst, (float)g->fill);
+    if (g->content.x1 <= g->content.x0 || g->content.y1 <= g->content.y0) return;
+    int straight = g->m[1] == 0.0 && g->m[3] == 0.0;
+    int transposed = g->m[0] == 0.0 && g->m[4] == 0.0;
+    if ((!straight && !transposed) || (g->border_fill && !taps_inside_window(g))) {
+        resample_general(g, src, dst, scratch);
+        return;
+    }
+    tap *rows = scratch, *cols = rows + g->out_h;
+    const tg_augment_rect *win = &g->window;
+    if (straight) {
+        axis_taps(rows, g->out_h, g->m[4], g->m[5], win->y0, win->y1, src->w);
+        axis_taps(cols, g->out_w, g->m[0], g->m[2], win->x0, win->x1, 1);
+    } else {
+        axis_taps(rows, g->out_h, g->m[1], g->m[2], win->x0, win->x1, 1);
+        axis_taps(cols, g->out_w, g->m[3], g->m[5], win->y0, win->y1, src->w);
+    }
+    int64_t plane = src->h * src->w;
+    int32_t *col_offset = (int32_t *)(cols + g->out_w);
+    float *col_w1 = (float *)(col_offset + g->out_w);
+    if (straight && src->dtype == TG_DTYPE_U8 && separable_u8_fast(src, dst, g, rows, cols, col_offset, col_w1)) return;
+    switch (src->dtype) {
+    case TG_DTYPE_U8: separable_u8(src->data, plane, src->c, dst, g->out_h, g->out_w, &g->content, rows, cols); break;
+    case TG_DTYPE_U16: separable_u16(src->data, plane, src->c, dst, g->out_h, g->out_w, &g->content, rows, cols); break;
+    default: separable_f32(src->data, plane, src->c, dst, g->out_h, g->out_w, &g->content, rows, cols); break;
+    }
+}
+
+/* ---- masks: nearest (the source pixel containing the sample point) ---- */
+
+static int64_t read_mask(tg_dtype dtype, const void *src, int64_t offset)
+{
+    switch (dtype) {
+    case TG_DTYPE_U8: return ((const uint8_t *)src)[offset];
+    case TG_DTYPE_I32: return ((const int32_t *)src)[offset];
+    default: return ((const int64_t *)src)[offset];
+    }
+}
+
+static void write_mask(tg_dtype dtype, void *dst, int64_t offset, int64_t value)
+{
+    switch (dtype) {
+    case TG_DTYPE_U8: ((uint8_t *)dst)[offset] = (uint8_t)value; break;
+    case TG_DTYPE_I32: ((int32_t *)dst)[offset] = (int32_t)value; break;
+    default: ((int64_t *)dst)[offset] = value; break;
+    }
+}
+
+void tg_augment_resample_mask(const tg_augment_geom *g, tg_dtype dtype, const void *src, int64_t h, int64_t w,
+                              void *dst, int64_t fill)
+{
+    (void)h;
+    const double *m = g->m;
+    const tg_augment_rect *win = &g->window, *c = &g->content;
+    for (int64_t y = g->region.y0; y < g->region.y1; y++) {
+        double cy = (double)y + 0.5;
+        for (int64_t x = g->region.x0; x < g->region.x1; x++) {
+            int64_t value = fill;
+            if (y >= c->y0 && y < c->y1 && x >= c->x0 && x < c->x1) {
+                double cx = (double)x + 0.5;
+                double sx = floor(m[0] * cx + m[1] * cy + m[2]), sy = floor(m[3] * cx + m[4] * cy + m[5]);
+                int inside = sx >= (double)win->x0 && sx < (double)win->x1 && sy >= (double)win->y0 &&
+                             sy < (double)win->y1;
+                if (!g->border_fill) {
+                    sx = fmin(fmax(sx, (double)win->x0), (double)(win->x1 - 1));
+                    sy = fmin(fmax(sy, (double)win->y0), (double)(win->y1 - 1));
+                    inside = 1;
+                }
+                if (inside) value = read_mask(dtype, src, (int64_t)sy * w + (int64_t)sx);
+            }
+            write_mask(dtype, dst, y * g->out_w + x, value);
+        }
+    }
+}
+
+/* ---- boxes ---- */
+
+int64_t tg_augment_map_boxes(const tg_augment_geom *g, float *boxes, int64_t *labels, int64_t n,
+                             double min_fraction)
+{
+    double f[6], win[4];
+    affine_invert(g->m, f);
+    map_rect(f, (double)g->window.x0, (double)g->window.y0, (double)g->window.x1, (double)g->window.y1, win);
+    double clip[4] = {fmax(win[0], (double)g->content.x0), fmax(win[1], (double)g->content.y0),
+                      fmin(win[2], (double)g->content.x1), fmin(win[3], (double)g->content.y1)};
+    int64_t kept = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const float *b = boxes + 4 * i;
+        double r[4];
+        map_rect(f, b[0], b[1], b[2], b[3], r);
+        double area = (r[2] - r[0]) * (r[3] - r[1]);
+        double c[4] = {fmax(r[0], clip[0]), fmax(r[1], clip[1]), fmin(r[2], clip[2]), fmin(r[3], clip[3])};
+        double kept_area = (c[2] > c[0] && c[3] > c[1]) ? (c[2] - c[0]) * (c[3] - c[1]) : 0.0;
+        if (!(kept_area > 0.0) || kept_area < min_fraction * area) continue;
+        float *o = boxes + 4 * kept;
+        o[0] = (float)c[0], o[1] = (float)c[1], o[2] = (float)c[2], o[3] = (float)c[3];
+        labels[kept] = labels[i];
+        kept++;
+    }
+    return kept;
+}
