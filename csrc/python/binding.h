@@ -43,4 +43,18 @@ PyObject *tg_py_op_backward(PyObject *self, PyObject *args, PyObject *kwargs);
     {"op_backward", (PyCFunction)(void (*)(void))tg_py_op_backward, METH_VARARGS | METH_KEYWORDS, \
      "op_backward(name, inputs, grad_output, attrs, training=False, seed=0) -> tuple"},
 
+/* Dataset scanning, manifests and samplers (dataset.c). */
+PyObject *tg_py_dataset_scan(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_manifest_load(PyObject *self, PyObject *args);
+PyObject *tg_py_manifest_save(PyObject *self, PyObject *args);
+PyObject *tg_py_sampler_indices(PyObject *self, PyObject *args, PyObject *kwargs);
+#define TG_PY_DATASET_METHODS                                                                          \
+    {"dataset_scan", (PyCFunction)(void (*)(void))tg_py_dataset_scan, METH_VARARGS | METH_KEYWORDS,    \
+     "dataset_scan(root, ratios, seed) -> manifest JSON text"},                                       \
+    {"manifest_load", tg_py_manifest_load, METH_VARARGS, "manifest_load(path) -> manifest JSON text"},  \
+    {"manifest_save", tg_py_manifest_save, METH_VARARGS,                                               \
+     "manifest_save(json_text, path, name): checks the manifest and writes it"},                       \
+    {"sampler_indices", (PyCFunction)(void (*)(void))tg_py_sampler_indices, METH_VARARGS | METH_KEYWORDS, \
+     "sampler_indices(labels, n_classes, kind, seed, epoch, factors=None, length=0) -> Tensor int64"},
+
 #endif
