@@ -186,8 +186,8 @@ static tg_status read_yolo_labels(scan_tree *tree, tg_sample *s, int64_t label_e
         line_number++;
         double v[5];
         char extra;
+        if (line[strspn(line, " \t\r\n")] == '\0') continue; /* a blank line */
         int got = sscanf(line, "%lf %lf %lf %lf %lf %c", &v[0], &v[1], &v[2], &v[3], &v[4], &extra);
-        if (got <= 0) continue; /* a blank line */
         int64_t id = (int64_t)v[0];
         if (got != 5 || v[0] != (double)id) {
             status = scan_note(tree, label_path, "line %d: expected \"class cx cy w h\"; line skipped", line_number);

@@ -486,6 +486,7 @@ static int csv_next_row(const char *text, size_t length, size_t *pos, int *line,
             }
             continue;
         }
+        if (quoted && (c == '\r' || c == ' ')) continue; /* after a closing quote */
         if (n + 1 < sizeof field) field[n++] = c;
     }
 }
