@@ -822,6 +822,12 @@ tg_status scan_try_coco(scan_tree *tree, int *applied)
         free(images);
         free(category_names);
         free(category_ids);
+        if (status == TG_STATUS_DATASET) {
+            /* the messages start with the json's path relative to the root: make it absolute */
+            char message[1024];
+            snprintf(message, sizeof message, "%s", tg_error_message());
+            status = tg_error(TG_STATUS_DATASET, "%s/%s", tree->root, message);
+        }
     }
     for (int64_t f = 0; f < n_files; f++) tg_json_free(&docs[f]);
     free(names);

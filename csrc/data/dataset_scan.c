@@ -159,7 +159,7 @@ static int compare_strings(const void *a, const void *b)
 
 tg_status scan_set_classes(scan_tree *tree, char **names, int64_t count)
 {
-    qsort(names, (size_t)count, sizeof *names, compare_strings);
+    if (count > 0) qsort(names, (size_t)count, sizeof *names, compare_strings);
     tg_manifest *m = tree->manifest;
     m->classes = calloc((size_t)count + 1, sizeof *m->classes);
     if (!m->classes) return tg_error(TG_STATUS_NOMEM, "dataset scan: no memory for %lld classes", (long long)count);
@@ -246,7 +246,7 @@ static tg_status walk(scan_tree *tree, int64_t dir, int depth)
         n_names++;
     }
     closedir(handle);
-    if (status == TG_STATUS_OK) qsort(names, n_names, sizeof *names, compare_strings);
+    if (status == TG_STATUS_OK && n_names > 0) qsort(names, n_names, sizeof *names, compare_strings);
     for (size_t i = 0; status == TG_STATUS_OK && i < n_names; i++) {
         const char *name = names[i];
         const char *base = tree->entries[dir].path;
@@ -927,7 +927,7 @@ static tg_status scan_into(scan_tree *tree, const tg_scan_options *options)
     if (options && (options->split_ratios[0] || options->split_ratios[1] || options->split_ratios[2]))
         memcpy(ratios, options->split_ratios, sizeof ratios);
     TG_TRY(tg_dataset_assign_splits(m, ratios, options ? options->seed : 0));
-    qsort(m->notes, (size_t)m->n_notes, sizeof *m->notes, compare_notes);
+    if (m->n_notes > 0) qsort(m->notes, (size_t)m->n_notes, sizeof *m->notes, compare_notes);
     return TG_STATUS_OK;
 }
 
