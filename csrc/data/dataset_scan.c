@@ -123,13 +123,6 @@ int64_t scan_find_file(const scan_tree *tree, const char *path)
     return -1;
 }
 
-int64_t scan_find_dir(const scan_tree *tree, const char *path)
-{
-    for (int64_t i = 0; i < tree->n_entries; i++)
-        if (tree->entries[i].is_dir && strcmp(tree->entries[i].path, path) == 0) return i;
-    return -1;
-}
-
 tg_status scan_add_sample(scan_tree *tree, int64_t entry, int32_t label, tg_split split, tg_sample **out)
 {
     tg_manifest *m = tree->manifest;

@@ -32,9 +32,6 @@ typedef struct scan_tree {
 /* The entry of the file at `path` (relative), or -1. */
 int64_t scan_find_file(const scan_tree *tree, const char *path);
 
-/* The entry of the folder at `path` (relative), or -1. */
-int64_t scan_find_dir(const scan_tree *tree, const char *path);
-
 /* root + "/" + relative into a new string (NULL when out of memory). */
 char *scan_full_path(const scan_tree *tree, const char *relative);
 
