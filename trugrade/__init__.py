@@ -4,6 +4,7 @@ from .errors import (ConfigError, DatasetError, DecodeError, DTypeError, OutOfMe
 from . import _C
 from . import config
 from . import ops
+from . import datasets
 from ._C import Graph
 from .tensor import Tensor, get_num_threads, set_num_threads
 
@@ -12,5 +13,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Graph", "Tensor", "ops", "get_num_threads", "set_num_threads",
+    "Graph", "Tensor", "datasets", "ops", "get_num_threads", "set_num_threads",
 ]

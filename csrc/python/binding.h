@@ -89,5 +89,18 @@ PyObject *tg_py_augment_transforms(PyObject *self, PyObject *unused);
     {"augment_multiscale_size", tg_py_augment_multiscale_size, METH_VARARGS,                              \
      "augment_multiscale_size(sizes, seed, batch_index) -> int"},                                         \
     {"augment_transforms", tg_py_augment_transforms, METH_NOARGS, "augment_transforms() -> {name: [params]}"},
+/* Dataset scanning, manifests and samplers (dataset.c). */
+PyObject *tg_py_dataset_scan(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_manifest_load(PyObject *self, PyObject *args);
+PyObject *tg_py_manifest_save(PyObject *self, PyObject *args);
+PyObject *tg_py_sampler_indices(PyObject *self, PyObject *args, PyObject *kwargs);
+#define TG_PY_DATASET_METHODS                                                                          \
+    {"dataset_scan", (PyCFunction)(void (*)(void))tg_py_dataset_scan, METH_VARARGS | METH_KEYWORDS,    \
+     "dataset_scan(root, ratios, seed) -> manifest JSON text"},                                       \
+    {"manifest_load", tg_py_manifest_load, METH_VARARGS, "manifest_load(path) -> manifest JSON text"},  \
+    {"manifest_save", tg_py_manifest_save, METH_VARARGS,                                               \
+     "manifest_save(json_text, path, name): checks the manifest and writes it"},                       \
+    {"sampler_indices", (PyCFunction)(void (*)(void))tg_py_sampler_indices, METH_VARARGS | METH_KEYWORDS, \
+     "sampler_indices(labels, n_classes, kind, seed, epoch, factors=None, length=0) -> Tensor int64"},
 
 #endif

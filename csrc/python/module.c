@@ -306,6 +306,7 @@ static PyMethodDef module_methods[] = {
     TG_PY_OPS_METHODS
     TG_PY_GEMM_BENCH_METHODS
     TG_PY_AUGMENT_METHODS
+    TG_PY_DATASET_METHODS
     {NULL, NULL, 0, NULL},
 };
 
