@@ -4,7 +4,7 @@ PYTHON ?= python3
 CC ?= gcc
 CORE_SOURCES := $(shell find csrc -name '*.c' -not -path 'csrc/python/*' -not -path 'csrc/tests/*' -not -path 'csrc/fuzz/*' | sort)
 C_TESTS := $(wildcard tests/c/test_*.c)
-PKG_LIBS = $(shell pkg-config --cflags --libs openblas libpng libjpeg yaml-0.1)
+PKG_LIBS = $(shell pkg-config --cflags --libs openblas libpng libjpeg yaml-0.1 zlib)
 C_FLAGS := -std=c11 -D_GNU_SOURCE -Wall -Wextra -Wno-unused-parameter -pthread -g
 SAN_FLAGS := -O1 -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer
 

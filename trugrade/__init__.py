@@ -3,6 +3,7 @@ from .errors import (ConfigError, DatasetError, DecodeError, DTypeError, OutOfMe
                      TrugradeError, TrugradeIOError, TrugradeValueError, UnsupportedError)
 from . import _C
 from . import ops
+from .data import probe_image, read_idx, read_image
 from .tensor import Tensor, get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
@@ -10,5 +11,5 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Tensor", "ops", "get_num_threads", "set_num_threads",
+    "Tensor", "ops", "get_num_threads", "set_num_threads", "probe_image", "read_idx", "read_image",
 ]

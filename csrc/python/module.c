@@ -290,6 +290,7 @@ static PyMethodDef module_methods[] = {
     {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads(n): threads the kernels use."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
     TG_PY_OPS_METHODS
+    TG_PY_IMAGE_METHODS
     {NULL, NULL, 0, NULL},
 };
 
