@@ -375,15 +375,18 @@ static tg_status parse(dicom_reader *r, dicom_image *img)
                 return tg_error(TG_STATUS_DECODE, "%s: DICOM pixel data is encapsulated (compressed) although the "
                                 "transfer syntax '%s' is not a compressed one; the file is corrupt", in->name,
                                 img->transfer_syntax[0] ? img->transfer_syntax : "(none)");
+            /* NOTE: parsing goes on past the pixels (trailing padding, private tags) so
+             * that a file cut anywhere is refused, not only one cut inside its pixels. */
             img->pixel_data = e;
             img->has_pixel_data = 1;
-            return TG_STATUS_OK;
+            r->pos += e.length;
+            continue;
         }
         if (e.length == DICOM_UNDEFINED_LENGTH) {
             TG_TRY(skip_sequence(r, 0, e.vr));
             continue;
         }
-        if ((e.tag >> 16) == 0x0028) TG_TRY(take_attribute(r, &e, img));
+        if ((e.tag >> 16) == 0x0028 && !img->has_pixel_data) TG_TRY(take_attribute(r, &e, img));
         r->pos += e.length;
     }
     return TG_STATUS_OK;
