@@ -180,6 +180,7 @@ def dicom_reference(path):
     return dataset, (pixels[None] if pixels.ndim == 2 else np.transpose(pixels, (2, 0, 1)))
 
 
+@pytest.mark.filterwarnings("ignore:The pixel data")
 @pytest.mark.parametrize("name", ["CT_small.dcm", "MR_small.dcm", "MR_small_implicit.dcm", "MR_small_bigendian.dcm",
                                   "MR_small_expb.dcm", "MR_small_padded.dcm", "examples_overlay.dcm"])
 def test_dicom_monochrome_matches_pydicom(name):
