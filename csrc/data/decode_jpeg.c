@@ -210,7 +210,8 @@ static tg_status decode_with_libjpeg(const tg_decode_input *in, tg_image_info *i
                             cinfo->output_scanline);
     }
     jpeg_finish_decompress(cinfo);
-    if (!direct) orient_to_chw(job->interleaved, job->out->data, height, width, channels, orientation);
+    if (!direct && orientation == 1) tg_image_hwc_to_chw(job->interleaved, job->out->data, height, width, channels, 1);
+    else if (!direct) orient_to_chw(job->interleaved, job->out->data, height, width, channels, orientation);
     return TG_STATUS_OK;
 }
 

@@ -191,14 +191,48 @@ static tg_status parse_header(const tg_decode_input *in, npy_header *h)
 
 /* ---- pixels ---- */
 
-static uint64_t load_swapped(const uint8_t *p, size_t size, int big_endian)
+/* One output row of `count` elements, taken from the file `step` elements apart. */
+static void copy_row(const npy_header *h, const uint8_t *src, int64_t step, int64_t count, void *dst)
 {
-    uint64_t v = 0;
-    if (big_endian)
-        for (size_t i = 0; i < size; i++) v = v << 8 | p[i];
-    else
-        for (size_t i = size; i-- > 0;) v = v << 8 | p[i];
-    return v;
+    size_t stride = (size_t)step * h->itemsize;
+    switch (h->type) {
+    case NPY_TYPE_U8: {
+        uint8_t *d = dst;
+        for (int64_t i = 0; i < count; i++) d[i] = src[(size_t)i * stride];
+        break;
+    }
+    case NPY_TYPE_U16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < count; i++) {
+            uint16_t v;
+            memcpy(&v, src + (size_t)i * stride, 2);
+            d[i] = h->big_endian ? __builtin_bswap16(v) : v;
+        }
+        break;
+    }
+    case NPY_TYPE_F32: {
+        float *d = dst;
+        for (int64_t i = 0; i < count; i++) {
+            uint32_t v;
+            memcpy(&v, src + (size_t)i * stride, 4);
+            if (h->big_endian) v = __builtin_bswap32(v);
+            memcpy(d + i, &v, 4);
+        }
+        break;
+    }
+    case NPY_TYPE_F64: {
+        float *d = dst;
+        for (int64_t i = 0; i < count; i++) {
+            uint64_t v;
+            double value;
+            memcpy(&v, src + (size_t)i * stride, 8);
+            if (h->big_endian) v = __builtin_bswap64(v);
+            memcpy(&value, &v, 8);
+            d[i] = (float)value;
+        }
+        break;
+    }
+    }
 }
 
 tg_status tg_npy_decode(const tg_decode_input *in, tg_image_info *info, tg_tensor *out)
@@ -251,27 +285,10 @@ tg_status tg_npy_decode(const tg_decode_input *in, tg_image_info *info, tg_tenso
         memcpy(out->data, src, (size_t)nbytes);
         return TG_STATUS_OK;
     }
-    int64_t i = 0;
+    size_t out_item = tg_dtype_size(dtype);
     for (int64_t c = 0; c < channels; c++)
         for (int64_t y = 0; y < height; y++)
-            for (int64_t x = 0; x < width; x++, i++) {
-                const uint8_t *p = src + (size_t)(c * sc + y * sh + x * sw) * h.itemsize;
-                uint64_t bits = load_swapped(p, h.itemsize, h.big_endian);
-                switch (h.type) {
-                case NPY_TYPE_U8: ((uint8_t *)out->data)[i] = (uint8_t)bits; break;
-                case NPY_TYPE_U16: ((uint16_t *)out->data)[i] = (uint16_t)bits; break;
-                case NPY_TYPE_F32: {
-                    uint32_t word = (uint32_t)bits;
-                    memcpy((float *)out->data + i, &word, 4);
-                    break;
-                }
-                case NPY_TYPE_F64: {
-                    double value;
-                    memcpy(&value, &bits, 8);
-                    ((float *)out->data)[i] = (float)value;
-                    break;
-                }
-                }
-            }
+            copy_row(&h, src + (size_t)(c * sc + y * sh) * h.itemsize, sw, width,
+                     (uint8_t *)out->data + (size_t)((c * height + y) * width) * out_item);
     return TG_STATUS_OK;
 }
