@@ -3,8 +3,11 @@
  * buffer, garbage and an oversized header fail with TG_STATUS_DECODE and a message
  * naming the file. Built plain and with ASan+UBSan by make test (the Python tests
  * compare against Pillow, pydicom and numpy). */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <jpeglib.h>
 
 #include "../../csrc/data/image.h"
 #include "check.h"
@@ -178,6 +181,62 @@ static void test_dicom(void)
     check_every_truncation_fails(&b, "chest.dcm");
 }
 
+/* A valid progressive 8 x 8 RGB JPEG made of `coefficients` x 11 scans per component:
+ * each coefficient alone, first at Al = 10 (the most libjpeg allows) then refined bit by bit down to Al = 0. */
+static void make_many_scan_jpeg(int coefficients, unsigned char **data, unsigned long *size)
+{
+    static jpeg_scan_info scans[3 * 64 * 11];
+    int n = 0;
+    for (int k = 0; k < coefficients; k++)
+        for (int c = 0; c < 3; c++)
+            for (int al = 10; al >= 0; al--) {
+                jpeg_scan_info *s = &scans[n++];
+                s->comps_in_scan = 1;
+                s->component_index[0] = c;
+                s->Ss = s->Se = k;
+                s->Ah = al == 10 ? 0 : al + 1;
+                s->Al = al;
+            }
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    *data = NULL;
+    *size = 0;
+    jpeg_mem_dest(&cinfo, data, size);
+    cinfo.image_width = cinfo.image_height = 8;
+    cinfo.input_components = 3;
+    cinfo.in_color_space = JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    cinfo.scan_info = scans;
+    cinfo.num_scans = n;
+    jpeg_start_compress(&cinfo, TRUE);
+    unsigned char row[8 * 3];
+    for (int i = 0; i < 24; i++) row[i] = (unsigned char)(i * 10);
+    while (cinfo.next_scanline < 8) {
+        JSAMPROW rows[1] = {row};
+        jpeg_write_scanlines(&cinfo, rows, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+}
+
+static void test_jpeg_scan_limit(void)
+{
+    unsigned char *data;
+    unsigned long size;
+    tg_tensor t;
+    make_many_scan_jpeg(20, &data, &size); /* 660 scans: under the limit of 1000 */
+    CHECK_OK(tg_image_decode_memory(data, size, "scans.jpg", NULL, &t));
+    CHECK(t.ndim == 3 && t.shape[0] == 3 && t.shape[1] == 8 && t.shape[2] == 8);
+    tg_tensor_free(&t);
+    free(data);
+    make_many_scan_jpeg(64, &data, &size); /* 2112 scans */
+    CHECK(tg_image_decode_memory(data, size, "scans.jpg", NULL, &t) == TG_STATUS_DECODE);
+    CHECK(message_names("scans.jpg") && strstr(tg_error_message(), "progressive scans") != NULL);
+    free(data);
+}
+
 static void test_bad_inputs(void)
 {
     tg_tensor t;
@@ -197,6 +256,7 @@ int main(void)
     test_npy();
     test_idx();
     test_dicom();
+    test_jpeg_scan_limit();
     test_bad_inputs();
     return check_report("test_decode");
 }
