@@ -16,6 +16,7 @@ SYSTEM_LIBRARIES = {
     "libpng": "libpng-dev",
     "libjpeg": "libjpeg62-turbo-dev",
     "yaml-0.1": "libyaml-dev",
+    "zlib": "zlib1g-dev",
 }
 
 # Folders of csrc/ that are not part of the extension (plain C tests, fuzz harnesses).

@@ -6,6 +6,7 @@ from . import config
 from . import ops
 from . import datasets
 from ._C import Graph
+from .data import probe_image, read_idx, read_image
 from .tensor import Tensor, get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
@@ -13,5 +14,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Graph", "Tensor", "datasets", "ops", "get_num_threads", "set_num_threads",
+    "Graph", "Tensor", "datasets", "ops", "get_num_threads", "set_num_threads", "probe_image", "read_idx",
+    "read_image",
 ]

@@ -1,17 +1,32 @@
 /* image.h: reading image files into tensors (PNG, JPEG, DICOM, IDX, NPY).
  *
  * A decoded image is a tensor (C, H, W) in the file's own sample type: uint8,
- * uint16 or float32 (IDX files hold N images: (N, H, W) or (N, 1, H, W), see
- * tg_image_read). Every failure is TG_STATUS_DECODE (or TG_STATUS_IO when the
- * file cannot be opened, TG_STATUS_NOMEM past the pixel limit) with a message
- * that names the file and the reason; nothing is left allocated. */
+ * uint16 or float32 (DICOM with a rescale, signed samples or a window, and NPY
+ * float64, give float32). An IDX images file holds N images and gives (N, H, W)
+ * uint8; an IDX labels file gives (N,) int64 through tg_idx_read_labels.
+ *
+ * The format is found from the content (magic bytes), never from the name's
+ * extension. Every failure is TG_STATUS_DECODE (TG_STATUS_IO when the file
+ * cannot be opened or read, TG_STATUS_NOMEM when memory runs out, TG_STATUS_VALUE
+ * for bad options) with a message that names the file and the reason; nothing
+ * is left allocated. An image with more pixels (width x height) than the limit
+ * is refused from its header, before any large allocation.
+ *
+ * Not here: compressed DICOM (JPEG, JPEG 2000, RLE, ... are refused by name),
+ * multi-frame DICOM, CMYK/YCCK JPEG, animated PNG (only the first frame exists
+ * for libpng), colour management (ICC profiles and gAMA are ignored, as Pillow's
+ * np.asarray does). */
 #ifndef TG_IMAGE_H
 #define TG_IMAGE_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../core/status.h"
 #include "../core/tensor.h"
+
+/* Pillow's Image.MAX_IMAGE_PIXELS: 1024 * 1024 * 1024 // 4 // 3. */
+#define TG_IMAGE_DEFAULT_MAX_PIXELS INT64_C(89478485)
 
 typedef enum tg_image_format {
     TG_IMAGE_FORMAT_UNKNOWN = 0,
@@ -23,20 +38,36 @@ typedef enum tg_image_format {
 } tg_image_format;
 
 typedef struct tg_decode_options {
-    int64_t max_pixels;        /* refuse images with more pixels (0: the default, Pillow's bomb limit) */
-    int apply_window;          /* DICOM: apply window centre/width to a float32 result */
+    int64_t max_pixels;        /* refuse images with more pixels (0: TG_IMAGE_DEFAULT_MAX_PIXELS; < 0 is an error) */
+    int apply_window;          /* DICOM: apply window centre/width, giving float32 in [0, 1] */
 } tg_decode_options;
 
 typedef struct tg_image_info {
-    tg_image_format format;
-    int64_t width, height, channels;
-    tg_dtype dtype;
+    tg_image_format format;            /* from the content */
+    tg_image_format extension_format;  /* what the name's extension claims (UNKNOWN: none we know) */
+    int extension_mismatch;            /* 1 when the extension names another format than the content */
+    int64_t count;                     /* images in the file: N for IDX, 1 otherwise */
+    int64_t width, height, channels;   /* of one image, after EXIF orientation; IDX labels: 0 */
+    tg_dtype dtype;                    /* of the decoded tensor */
 } tg_image_info;
+
+/* "PNG", "JPEG", "DICOM", "IDX", "NPY", "unknown". */
+const char *tg_image_format_name(tg_image_format format);
 
 /* Reads the header only: format (by content, not extension), size, channels, dtype. */
 tg_status tg_image_probe(const char *path, tg_image_info *info);
 
-/* Decodes the whole file into `out` (a new heap tensor). */
+/* Decodes the whole file into `out` (a new heap tensor). `options` may be NULL. */
 tg_status tg_image_read(const char *path, const tg_decode_options *options, tg_tensor *out);
+
+/* Decodes a file already in memory; `name` stands for the file in messages. */
+tg_status tg_image_decode_memory(const uint8_t *data, size_t size, const char *name,
+                                 const tg_decode_options *options, tg_tensor *out);
+
+/* An IDX labels file (1-D, plain or gzip) as (N,) int64. */
+tg_status tg_idx_read_labels(const char *path, tg_tensor *out);
+
+/* An IDX file of either kind: images (N, H, W) uint8 or labels (N,) int64. */
+tg_status tg_idx_read(const char *path, const tg_decode_options *options, tg_tensor *out);
 
 #endif

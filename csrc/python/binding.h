@@ -102,5 +102,14 @@ PyObject *tg_py_sampler_indices(PyObject *self, PyObject *args, PyObject *kwargs
      "manifest_save(json_text, path, name): checks the manifest and writes it"},                       \
     {"sampler_indices", (PyCFunction)(void (*)(void))tg_py_sampler_indices, METH_VARARGS | METH_KEYWORDS, \
      "sampler_indices(labels, n_classes, kind, seed, epoch, factors=None, length=0) -> Tensor int64"},
+PyObject *tg_py_read_image(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_read_idx(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_probe_image(PyObject *self, PyObject *arg);
+#define TG_PY_IMAGE_METHODS                                                                     \
+    {"read_image", (PyCFunction)(void (*)(void))tg_py_read_image, METH_VARARGS | METH_KEYWORDS,  \
+     "read_image(path, max_pixels=0, window=False) -> Tensor (C, H, W)"},                       \
+    {"read_idx", (PyCFunction)(void (*)(void))tg_py_read_idx, METH_VARARGS | METH_KEYWORDS,      \
+     "read_idx(path, max_pixels=0) -> Tensor (N, H, W) uint8 or (N,) int64"},                   \
+    {"probe_image", tg_py_probe_image, METH_O, "probe_image(path) -> dict of the header"},
 
 #endif

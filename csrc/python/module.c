@@ -29,13 +29,15 @@ static const char *const exception_names[TG_STATUS_COUNT] = {
 
 PyObject *tg_py_raise(tg_status status)
 {
-    if (status == TG_STATUS_INTERRUPTED) {
-        PyErr_SetString(PyExc_KeyboardInterrupt, tg_error_message());
-        return NULL;
-    }
+    /* NOTE: a message may quote bytes of a file or a path that are not UTF-8. */
+    const char *text = tg_error_message();
+    PyObject *message = PyUnicode_DecodeUTF8(text, (Py_ssize_t)strlen(text), "backslashreplace");
+    if (!message) return NULL;
     PyObject *type = (status > 0 && status < TG_STATUS_COUNT) ? exception_for_status[status] : NULL;
     if (!type) type = exception_for_status[TG_STATUS_INTERNAL];
-    PyErr_SetString(type ? type : PyExc_RuntimeError, tg_error_message());
+    if (status == TG_STATUS_INTERRUPTED) type = PyExc_KeyboardInterrupt;
+    PyErr_SetObject(type ? type : PyExc_RuntimeError, message);
+    Py_DECREF(message);
     return NULL;
 }
 
@@ -307,6 +309,7 @@ static PyMethodDef module_methods[] = {
     TG_PY_GEMM_BENCH_METHODS
     TG_PY_AUGMENT_METHODS
     TG_PY_DATASET_METHODS
+    TG_PY_IMAGE_METHODS
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,0 +1,26 @@
+/* fuzz_idx.c: libFuzzer harness for the IDX, plain and gzip (decode_idx.c).
+ * Each input is decoded twice, header only (probe) and whole; any result but a
+ * crash, a leak or a sanitizer report is fine. Built and run by `make fuzz`. */
+#include <string.h>
+
+#include "../data/decode.h"
+
+/* A lower pixel limit than the default keeps each run fast and within the RSS limit. */
+#define FUZZ_MAX_PIXELS (1 << 22)
+
+static void decode(const tg_decode_input *in, tg_tensor *out)
+{
+    tg_image_info info;
+    memset(&info, 0, sizeof info);
+    if (out) memset(out, 0, sizeof *out);
+    if (tg_idx_decode(in, TG_IDX_KIND_ANY, &info, out) == TG_STATUS_OK && out) tg_tensor_free(out);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    tg_decode_input in = {.data = data, .size = size, .name = "fuzz.idx", .max_pixels = FUZZ_MAX_PIXELS};
+    tg_tensor out;
+    decode(&in, NULL);
+    decode(&in, &out);
+    return 0;
+}
