@@ -157,27 +157,44 @@ tg_status tg_graph_op(tg_graph *graph, const tg_op_def *op, const tg_node_id *in
     return status;
 }
 
+tg_status tg_graph_set_input_shapes(tg_graph *graph, int count, const tg_node_id *inputs, const int *ndims,
+                                    const int64_t (*shapes)[TG_MAX_DIMS])
+{
+    tg_tensor saved[8];
+    if (count < 1 || count > 8) return tg_error(TG_STATUS_VALUE, "graph: set 1 to 8 input shapes at once, not %d", count);
+    int first = graph->n_nodes;
+    for (int k = 0; k < count; k++) {
+        tg_node_id input = inputs[k];
+        if (input < 0 || input >= graph->n_nodes || graph->nodes[input].kind != TG_NODE_KIND_INPUT)
+            return tg_error(TG_STATUS_VALUE, "graph: node %d is not an input", input);
+        saved[k] = graph->nodes[input].value;
+        if (input < first) first = input;
+    }
+    tg_status status = TG_STATUS_OK;
+    for (int k = 0; k < count && status == TG_STATUS_OK; k++)
+        status = tg_tensor_set_shape(&graph->nodes[inputs[k]].value, saved[k].dtype, ndims[k], shapes[k]);
+    invalidate_plan(graph);
+    int failed_at = -1;
+    for (int i = first + 1; i < graph->n_nodes && status == TG_STATUS_OK; i++) {
+        if (graph->nodes[i].kind != TG_NODE_KIND_OP) continue;
+        status = infer_node(graph, &graph->nodes[i]);
+        if (status != TG_STATUS_OK) failed_at = i;
+    }
+    if (status == TG_STATUS_OK) return TG_STATUS_OK;
+    /* NOTE: restore every shape so a refused batch leaves the graph as it was */
+    char message[1024];
+    snprintf(message, sizeof message, "%s", tg_error_message());
+    for (int k = 0; k < count; k++) graph->nodes[inputs[k]].value = saved[k];
+    for (int j = first + 1; j <= failed_at; j++)
+        if (graph->nodes[j].kind == TG_NODE_KIND_OP) infer_node(graph, &graph->nodes[j]);
+    return tg_error(status, "%s", message);
+}
+
 tg_status tg_graph_set_input_shape(tg_graph *graph, tg_node_id input, int ndim, const int64_t *shape)
 {
-    if (input < 0 || input >= graph->n_nodes || graph->nodes[input].kind != TG_NODE_KIND_INPUT)
-        return tg_error(TG_STATUS_VALUE, "graph: node %d is not an input", input);
-    tg_node *node = &graph->nodes[input];
-    tg_tensor saved = node->value;
-    TG_TRY(tg_tensor_set_shape(&node->value, saved.dtype, ndim, shape));
-    invalidate_plan(graph);
-    for (int i = input + 1; i < graph->n_nodes; i++) {
-        if (graph->nodes[i].kind != TG_NODE_KIND_OP) continue;
-        tg_status status = infer_node(graph, &graph->nodes[i]);
-        if (status != TG_STATUS_OK) {
-            char message[1024];
-            snprintf(message, sizeof message, "%s", tg_error_message());
-            node->value = saved;
-            for (int j = input + 1; j <= i; j++)
-                if (graph->nodes[j].kind == TG_NODE_KIND_OP) infer_node(graph, &graph->nodes[j]);
-            return tg_error(status, "%s", message);
-        }
-    }
-    return TG_STATUS_OK;
+    int64_t shapes[1][TG_MAX_DIMS];
+    memcpy(shapes[0], shape, sizeof(int64_t) * (size_t)(ndim > 0 ? ndim : 0));
+    return tg_graph_set_input_shapes(graph, 1, &input, &ndim, (const int64_t (*)[TG_MAX_DIMS])shapes);
 }
 
 /* ---- the memory plan ---- */

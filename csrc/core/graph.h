@@ -86,6 +86,12 @@ tg_status tg_graph_buffer(tg_graph *graph, const char *name, tg_dtype dtype, int
 tg_status tg_graph_op(tg_graph *graph, const tg_op_def *op, const tg_node_id *inputs, int n_in, const void *attrs,
                       tg_node_id *id);
 
+/* Changes several inputs' shapes together (a batch's images and labels) and
+ * re-infers every op's shape; the next run replans. On failure every shape is as
+ * before and the message is the first op's that refused. */
+tg_status tg_graph_set_input_shapes(tg_graph *graph, int count, const tg_node_id *inputs, const int *ndims,
+                                    const int64_t (*shapes)[TG_MAX_DIMS]);
+
 /* Changes an input's shape and re-infers every op's shape (the next run replans). */
 tg_status tg_graph_set_input_shape(tg_graph *graph, tg_node_id input, int ndim, const int64_t *shape);
 

@@ -74,18 +74,37 @@ static int ensure_plan(ModelObject *m, int training_step)
     return 0;
 }
 
-/* Feeds a Python array into an input node; the graph replans on a new shape. */
-static int feed(ModelObject *m, tg_node_id input, PyObject *array, const char *what)
+/* Shapes the model's input for x, and its target for y (or, with y NULL, for a
+ * batch of x's size), in one step; the graph replans on a new shape. */
+static int shape_inputs(ModelObject *m, PyObject *x, PyObject *y)
 {
-    tg_tensor src;
-    if (tg_py_tensor_from_object(array, &src, what) != 0) return -1;
+    tg_tensor xs, ys;
+    memset(&ys, 0, sizeof ys);
+    if (tg_py_tensor_from_object(x, &xs, "x") != 0) return -1;
+    if (y && tg_py_tensor_from_object(y, &ys, "y") != 0) {
+        tg_tensor_free(&xs);
+        return -1;
+    }
     tg_graph *graph = &m->model.graph;
+    const tg_tensor *target = &graph->nodes[m->model.target].value;
+    int64_t shapes[2][TG_MAX_DIMS];
+    int ndims[2] = {xs.ndim, y ? ys.ndim : target->ndim};
+    memcpy(shapes[0], xs.shape, sizeof shapes[0]);
+    memcpy(shapes[1], y ? ys.shape : target->shape, sizeof shapes[1]);
+    if (!y) {
+        shapes[1][0] = xs.ndim ? xs.shape[0] : 1;
+        for (int d = 1; d < target->ndim && d + 1 < xs.ndim; d++) shapes[1][d] = xs.shape[d + 1];
+    }
     tg_status status = TG_STATUS_OK;
-    if (!tg_shape_equal(&src, &graph->nodes[input].value)) {
-        status = tg_graph_set_input_shape(graph, input, src.ndim, src.shape);
+    int changed = !tg_shape_equal(&xs, &graph->nodes[m->model.input].value) || ndims[1] != target->ndim;
+    for (int d = 0; d < ndims[1] && !changed; d++) changed = shapes[1][d] != target->shape[d];
+    if (changed) {
+        tg_node_id ids[2] = {m->model.input, m->model.target};
+        status = tg_graph_set_input_shapes(graph, 2, ids, ndims, (const int64_t (*)[TG_MAX_DIMS])shapes);
         m->planned_for = 0;
     }
-    tg_tensor_free(&src);
+    tg_tensor_free(&xs);
+    tg_tensor_free(&ys);
     if (status != TG_STATUS_OK) {
         tg_py_raise(status);
         return -1;
@@ -138,7 +157,7 @@ static PyObject *model_forward(PyObject *self, PyObject *args, PyObject *kwargs)
     int train = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p", keywords, &x, &train)) return NULL;
     ModelObject *m = (ModelObject *)self;
-    if (feed(m, m->model.input, x, "x") != 0 || ensure_plan(m, 0) != 0 || copy_in(m, m->model.input, x, "x") != 0)
+    if (shape_inputs(m, x, NULL) != 0 || ensure_plan(m, 0) != 0 || copy_in(m, m->model.input, x, "x") != 0)
         return NULL;
     PyObject *ran = run_graph(m, train, 0);
     if (!ran) return NULL;
@@ -155,7 +174,7 @@ static PyObject *model_step(PyObject *self, PyObject *args, PyObject *kwargs)
     int zero_grad = 1, train = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pp", keywords, &x, &y, &zero_grad, &train)) return NULL;
     ModelObject *m = (ModelObject *)self;
-    if (feed(m, m->model.input, x, "x") != 0 || feed(m, m->model.target, y, "y") != 0 || ensure_plan(m, 1) != 0 ||
+    if (shape_inputs(m, x, y) != 0 || ensure_plan(m, 1) != 0 ||
         copy_in(m, m->model.input, x, "x") != 0 || copy_in(m, m->model.target, y, "y") != 0)
         return NULL;
     if (zero_grad) tg_graph_zero_grad(&m->model.graph);
@@ -211,17 +230,14 @@ static PyObject *model_memory(PyObject *self, PyObject *args, PyObject *kwargs)
     ModelObject *m = (ModelObject *)self;
     tg_graph *graph = &m->model.graph;
     if (batch > 0) {
-        tg_tensor *in = &graph->nodes[m->model.input].value;
-        int64_t shape[TG_MAX_DIMS];
-        memcpy(shape, in->shape, sizeof shape);
-        shape[0] = batch;
-        int64_t target_shape[TG_MAX_DIMS];
-        memcpy(target_shape, graph->nodes[m->model.target].value.shape, sizeof target_shape);
-        target_shape[0] = batch;
-        tg_status status = tg_graph_set_input_shape(graph, m->model.input, in->ndim, shape);
-        if (status == TG_STATUS_OK)
-            status = tg_graph_set_input_shape(graph, m->model.target, graph->nodes[m->model.target].value.ndim,
-                                              target_shape);
+        const tg_tensor *in = &graph->nodes[m->model.input].value, *target = &graph->nodes[m->model.target].value;
+        int64_t shapes[2][TG_MAX_DIMS];
+        memcpy(shapes[0], in->shape, sizeof shapes[0]);
+        memcpy(shapes[1], target->shape, sizeof shapes[1]);
+        shapes[0][0] = shapes[1][0] = batch;
+        tg_node_id ids[2] = {m->model.input, m->model.target};
+        int ndims[2] = {in->ndim, target->ndim};
+        tg_status status = tg_graph_set_input_shapes(graph, 2, ids, ndims, (const int64_t (*)[TG_MAX_DIMS])shapes);
         if (status != TG_STATUS_OK) return tg_py_raise(status);
         m->planned_for = 0;
     }

@@ -3,6 +3,7 @@
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/threads.h"
@@ -250,7 +251,131 @@ static PyObject *trainer_observe(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+static PyObject *float_array(const float *data, int64_t n)
+{
+    tg_tensor t;
+    int64_t shape[1] = {n};
+    tg_status status = tg_tensor_init(&t, TG_DTYPE_F32, 1, shape);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    if (n) memcpy(t.data, data, sizeof(float) * (size_t)n);
+    return tg_py_tensor_wrap(&t);
+}
+
+/* (losses, lrs) of the batches of the current epoch done so far. */
+static PyObject *trainer_step_log(PyObject *self, PyObject *unused)
+{
+    const tg_trainer *t = &((TrainerObject *)self)->trainer;
+    int64_t n = t->progress.step_in_epoch ? t->progress.step_in_epoch : t->progress.steps_per_epoch;
+    PyObject *losses = float_array(t->step_losses, n), *lrs = losses ? float_array(t->step_lrs, n) : NULL;
+    if (!lrs) {
+        Py_XDECREF(losses);
+        return NULL;
+    }
+    return Py_BuildValue("(NN)", losses, lrs);
+}
+
+/* Everything beyond the model's own tensors that a bit-identical resume needs:
+ * ({"optim.m.<param>": array, "optim.v.<param>": array}, {counter: value}). */
+static PyObject *trainer_state(PyObject *self, PyObject *unused)
+{
+    const tg_trainer *t = &((TrainerObject *)self)->trainer;
+    PyObject *arrays = PyDict_New();
+    for (int i = 0; arrays && i < t->optimizer.n_slots; i++) {
+        const tg_optim_slot *slot = &t->optimizer.slots[i];
+        int64_t n = tg_tensor_numel(slot->param);
+        const float *buffers[2] = {slot->m, slot->v};
+        const char *kinds[2] = {"m", "v"};
+        for (int k = 0; k < 2; k++) {
+            if (!buffers[k]) continue;
+            char key[300];
+            snprintf(key, sizeof key, "optim.%s.%s", kinds[k], slot->name);
+            PyObject *array = float_array(buffers[k], n);
+            if (!array || PyDict_SetItemString(arrays, key, array) != 0) {
+                Py_XDECREF(array);
+                Py_DECREF(arrays);
+                return NULL;
+            }
+            Py_DECREF(array);
+        }
+    }
+    if (!arrays) return NULL;
+    const tg_train_progress *p = &t->progress;
+    const tg_schedule *sc = &t->schedule;
+    return Py_BuildValue(
+        "(N{s:L,s:L,s:L,s:d,s:L,s:L,s:i,s:K,s:K,s:d,s:d,s:i,s:i})", arrays, "epoch", (long long)p->epoch,
+        "step_in_epoch", (long long)p->step_in_epoch, "global_step", (long long)p->global_step, "loss_sum",
+        p->loss_sum, "optimizer_steps", (long long)t->optimizer_steps, "optim_step", (long long)t->optimizer.step,
+        "momentum_started", t->optimizer.momentum_started, "graph_step", (unsigned long long)t->model->graph.step,
+        "graph_seed", (unsigned long long)t->model->graph.seed, "plateau_lr", sc->plateau_lr, "plateau_best", sc->best,
+        "plateau_bad_epochs", sc->bad_epochs, "plateau_seen", sc->seen);
+}
+
+static int read_counter(PyObject *dict, const char *key, double *out)
+{
+    PyObject *v = PyDict_GetItemString(dict, key);
+    if (!v) {
+        PyErr_Format(PyExc_ValueError, "trainer state is missing '%s' (a checkpoint from another version?)", key);
+        return -1;
+    }
+    *out = PyFloat_AsDouble(v);
+    return PyErr_Occurred() ? -1 : 0;
+}
+
+static PyObject *trainer_load_state(PyObject *self, PyObject *args)
+{
+    PyObject *arrays, *counters;
+    if (!PyArg_ParseTuple(args, "O!O!", &PyDict_Type, &arrays, &PyDict_Type, &counters)) return NULL;
+    tg_trainer *t = &((TrainerObject *)self)->trainer;
+    static const char *const keys[] = {"epoch", "step_in_epoch", "global_step", "loss_sum", "optimizer_steps",
+                                       "optim_step", "momentum_started", "plateau_lr", "plateau_best",
+                                       "plateau_bad_epochs", "plateau_seen"};
+    double values[11];
+    for (int i = 0; i < 11; i++)
+        if (read_counter(counters, keys[i], &values[i]) != 0) return NULL;
+    PyObject *graph_step = PyDict_GetItemString(counters, "graph_step");
+    PyObject *graph_seed = PyDict_GetItemString(counters, "graph_seed");
+    if (!graph_step || !graph_seed)
+        return PyErr_Format(PyExc_ValueError, "trainer state is missing the graph's step or seed");
+    for (int i = 0; i < t->optimizer.n_slots; i++) {
+        tg_optim_slot *slot = &t->optimizer.slots[i];
+        float *buffers[2] = {slot->m, slot->v};
+        const char *kinds[2] = {"m", "v"};
+        for (int k = 0; k < 2; k++) {
+            if (!buffers[k]) continue;
+            char key[300];
+            snprintf(key, sizeof key, "optim.%s.%s", kinds[k], slot->name);
+            PyObject *value = PyDict_GetItemString(arrays, key);
+            if (!value) return PyErr_Format(PyExc_ValueError, "optimizer state has no '%s'", key);
+            tg_tensor src;
+            if (tg_py_tensor_from_object(value, &src, key) != 0) return NULL;
+            int ok = src.dtype == TG_DTYPE_F32 && tg_tensor_numel(&src) == tg_tensor_numel(slot->param);
+            if (ok) memcpy(buffers[k], src.data, tg_tensor_nbytes(&src));
+            tg_tensor_free(&src);
+            if (!ok) return PyErr_Format(PyExc_ValueError, "optimizer state '%s' does not fit its parameter", key);
+        }
+    }
+    tg_train_progress *p = &t->progress;
+    p->epoch = (int64_t)values[0];
+    p->step_in_epoch = (int64_t)values[1];
+    p->global_step = (int64_t)values[2];
+    p->loss_sum = values[3];
+    t->optimizer_steps = (int64_t)values[4];
+    t->optimizer.step = (int64_t)values[5];
+    t->optimizer.momentum_started = (int)values[6];
+    t->schedule.plateau_lr = values[7];
+    t->schedule.best = values[8];
+    t->schedule.bad_epochs = (int)values[9];
+    t->schedule.seen = (int)values[10];
+    t->model->graph.step = PyLong_AsUnsignedLongLong(graph_step);
+    t->model->graph.seed = PyLong_AsUnsignedLongLong(graph_seed);
+    if (PyErr_Occurred()) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef trainer_methods[] = {
+    {"step_log", trainer_step_log, METH_NOARGS, "step_log() -> (losses, lrs) of this epoch's batches"},
+    {"state", trainer_state, METH_NOARGS, "state() -> (optimizer arrays, counters) for checkpoints"},
+    {"load_state", trainer_load_state, METH_VARARGS, "load_state(arrays, counters): resume"},
     {"run_epoch", (PyCFunction)(void (*)(void))trainer_run_epoch, METH_VARARGS | METH_KEYWORDS,
      "run_epoch(catch_sigint=True) -> mean training loss of the epoch"},
     {"evaluate", trainer_evaluate, METH_VARARGS, "evaluate(images, labels) -> (logits, mean loss)"},

@@ -118,11 +118,14 @@ tg_status tg_trainer_init(tg_trainer *t, tg_model *model, const tg_optim_config 
     t->batch_images = tg_aligned_alloc(sizeof(float) * (size_t)(per_sample * options->batch_size));
     t->batch_labels = tg_aligned_alloc(sizeof(int64_t) * (size_t)options->batch_size);
     t->batch_indices = malloc(sizeof(int64_t) * (size_t)options->batch_size);
-    if (!t->order || !t->batch_images || !t->batch_labels || !t->batch_indices) {
+    int64_t steps = (train->size + options->batch_size - 1) / options->batch_size;
+    t->step_losses = calloc((size_t)steps, sizeof(float));
+    t->step_lrs = calloc((size_t)steps, sizeof(float));
+    if (!t->order || !t->batch_images || !t->batch_labels || !t->batch_indices || !t->step_losses || !t->step_lrs) {
         tg_trainer_free(t);
         return tg_error(TG_STATUS_NOMEM, "training: out of memory for batch buffers");
     }
-    t->progress.steps_per_epoch = (train->size + options->batch_size - 1) / options->batch_size;
+    t->progress.steps_per_epoch = steps;
     return TG_STATUS_OK;
 }
 
@@ -133,6 +136,8 @@ void tg_trainer_free(tg_trainer *t)
     tg_aligned_free(t->batch_images);
     tg_aligned_free(t->batch_labels);
     free(t->batch_indices);
+    free(t->step_losses);
+    free(t->step_lrs);
     memset(t, 0, sizeof *t);
 }
 
@@ -140,16 +145,20 @@ void tg_trainer_free(tg_trainer *t)
 static tg_status feed_batch(tg_trainer *t, int64_t count)
 {
     tg_model *m = t->model;
-    const tg_tensor *input = &m->graph.nodes[m->input].value;
-    int64_t ishape[4] = {count, input->shape[1], input->shape[2], input->shape[3]};
+    tg_graph *g = &m->graph;
+    const tg_tensor *input = &g->nodes[m->input].value;
     tg_tensor images = {.dtype = TG_DTYPE_F32, .ndim = 4, .data = t->batch_images};
     tg_tensor labels = {.dtype = TG_DTYPE_I64, .ndim = 1, .data = t->batch_labels};
-    memcpy(images.shape, ishape, sizeof ishape);
-    images.shape[4] = 1;
-    labels.shape[0] = count;
-    for (int d = 1; d < TG_MAX_DIMS; d++) labels.shape[d] = 1;
-    TG_TRY(tg_graph_feed(&m->graph, m->input, &images));
-    return tg_graph_feed(&m->graph, m->target, &labels);
+    int64_t shapes[2][TG_MAX_DIMS] = {{count, input->shape[1], input->shape[2], input->shape[3], 1}, {count, 1, 1, 1, 1}};
+    memcpy(images.shape, shapes[0], sizeof shapes[0]);
+    memcpy(labels.shape, shapes[1], sizeof shapes[1]);
+    if (input->shape[0] != count) {
+        tg_node_id ids[2] = {m->input, m->target};
+        int ndims[2] = {4, 1};
+        TG_TRY(tg_graph_set_input_shapes(g, 2, ids, ndims, (const int64_t (*)[TG_MAX_DIMS])shapes));
+    }
+    TG_TRY(tg_graph_feed(g, m->input, &images));
+    return tg_graph_feed(g, m->target, &labels);
 }
 
 static tg_status ensure_training_plan(tg_trainer *t)
@@ -200,6 +209,8 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
         }
         p->last_loss = loss;
         p->last_lr = lr;
+        t->step_losses[p->step_in_epoch] = (float)loss;
+        t->step_lrs[p->step_in_epoch] = (float)lr;
         p->loss_sum += loss;
         p->samples_done = start + count;
         __atomic_store_n(&p->global_step, p->global_step + 1, __ATOMIC_RELEASE);

@@ -68,6 +68,8 @@ typedef struct tg_trainer {
     float *batch_images;         /* [batch, C, H, W] */
     int64_t *batch_labels;       /* [batch] */
     int64_t *batch_indices;      /* [batch] evaluation's sample indices */
+    float *step_losses;          /* [steps_per_epoch] loss of each batch of the current epoch */
+    float *step_lrs;             /* [steps_per_epoch] learning rate of each batch */
     tg_train_progress progress;  /* written by the loop, read by pollers */
     int64_t optimizer_steps;     /* updates applied */
 } tg_trainer;
