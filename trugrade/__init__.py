@@ -8,6 +8,8 @@ from . import datasets
 from ._C import Graph
 from .data import probe_image, read_idx, read_image
 from .tensor import Tensor, get_num_threads, set_num_threads
+from . import validator
+from .validator import validate_dataset
 
 __version__ = "0.1.0"
 
@@ -15,5 +17,5 @@ __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
     "Graph", "Tensor", "datasets", "ops", "get_num_threads", "set_num_threads", "probe_image", "read_idx",
-    "read_image",
+    "read_image", "validate_dataset", "validator",
 ]
