@@ -293,7 +293,8 @@ def _check_format(ds, m, t, out):
 # --------------------------------------------------------------------------- labels
 
 
-NOTE_RULES = (  # (words in the scan's reason, kind, severity, fix)
+NOTE_RULES = (  # (words in the scan's reason, kind, severity, fix); kind None: left to another check
+    ("same content as", None, None, None),
     ("not in the yaml's names", "label_outside_classes", "fatal",
      "Add the class to the names of the yaml, or correct the class id on that line."),
     ("not found beside it", "annotation_missing_image", "warning",
@@ -328,6 +329,8 @@ def _check_notes(ds, out):
                 break
         else:
             kind, severity, fix = "scan_note", "info", "Nothing is wrong with training; the scan skipped this entry."
+        if kind is None:
+            continue
         if kind == "not_annotated" and ds.task == "classification":
             kind, severity = "not_placed", "info"
             fix = "Move the image into a class folder (or the CSV) if it belongs to the dataset."
@@ -376,8 +379,12 @@ def _check_boxes(ds, t, out):
     tol = t["box_tolerance"]
     outside, zero, bad_label, uncovered = [], [], [], []
     details = {}
+    exists = {}
     for s in ds.samples:
-        if not s.get("annotation"):
+        annotation = s.get("annotation") or ""
+        if annotation not in exists:  # NOTE: the YOLO scan names the label file an image should have
+            exists[annotation] = bool(annotation) and os.path.isfile(os.path.join(ds.root, annotation))
+        if not exists[annotation]:
             uncovered.append(s["path"])
         for box in s.get("boxes", []):
             label, x0, y0, x1, y1 = box
@@ -537,7 +544,8 @@ def _check_balance(ds, m, t, n_classes, out, stats):
 
 
 def _check_quality(ds, m, t, out):
-    ok = np.flatnonzero(m.ok)
+    # images flagged as too small are left out: measurements of a few pixels mean little
+    ok = np.flatnonzero(m.ok & (np.minimum(m.width, m.height) >= t["min_size"]))
     if not m.decoded or len(ok) < t["min_images_relative"]:
         return
     paths = m.paths
@@ -569,8 +577,9 @@ def _check_quality(ds, m, t, out):
         f"median {mean:.0f}/255)", "Check these images for overexposure; retake or remove them.", m.mean)
     std = np.median(m.std[ok])
     low_info = [i for i in ok if m.entropy[i] < t["min_entropy"]]
+    exposed = set(dark) | set(bright)  # their low contrast follows from the exposure already reported
     low_contrast = [i for i in ok if m.std[i] < t["contrast_fraction"] * std and m.std[i] < t["contrast_level"]
-                    and m.entropy[i] >= t["min_entropy"]]
+                    and m.entropy[i] >= t["min_entropy"] and i not in exposed]
     add("low_contrast", low_contrast, "{n} image(s) have low contrast (standard deviation far below the dataset's "
         f"median {std:.1f})", "Check these images; stretch their contrast or remove them if they show nothing.",
         m.std)
@@ -824,10 +833,13 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
     return report
 
 
-def preflight(path_or_manifest, allow=False, stream=sys.stderr, num_classes=None):
+def preflight(path_or_manifest, allow=False, stream="stderr", num_classes=None):
     """The fast checks training runs before it starts: headers (not pixels), labels, class
-    balance and exact duplicates. Prints the findings to `stream` (None: silent) and returns
+    balance and exact duplicates. Prints the findings to `stream` (a file; default sys.stderr,
+    None: silent) and returns
     them; raises DatasetError listing the fatal ones unless allow=True."""
+    if stream == "stderr":
+        stream = sys.stderr
     report = validate_dataset(path_or_manifest, checks=FAST_CHECKS, mode="header", num_classes=num_classes)
     if stream is not None and report.findings:
         print(f"trugrade preflight: {report.summary()}", file=stream)
