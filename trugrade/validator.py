@@ -611,22 +611,24 @@ def _check_quality(ds, m, t, out):
 
 
 def _groups(n, pairs):
-    parent = list(range(n))
-
-    def find(a):
-        while parent[a] != a:
-            parent[a] = parent[parent[a]]
-            a = parent[a]
-        return a
-
+    """Groups around leaders: the first image not yet grouped leads, and takes every image within
+    the distance of it that is not grouped yet.
+    NOTE: not connected components: chains of small steps (a, b close, b, c close, ...) would join
+    thousands of merely similar images (small grey images especially) into one group."""
+    neighbours = {}
     for a, b in pairs:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-    members = {}
-    for i in range(n):
-        members.setdefault(find(i), []).append(i)
-    return [g for g in members.values() if len(g) > 1]
+        neighbours.setdefault(a, []).append(b)
+        neighbours.setdefault(b, []).append(a)
+    grouped = set()
+    groups = []
+    for leader in sorted(neighbours):
+        if leader in grouped:
+            continue
+        members = [leader] + sorted(j for j in neighbours[leader] if j not in grouped)
+        if len(members) > 1:
+            grouped.update(members)
+            groups.append(members)
+    return groups
 
 
 def _check_duplicates(ds, m, t, out, stats):
