@@ -9,12 +9,14 @@ from . import datasets
 from ._C import Graph
 from .data import probe_image, read_idx, read_image
 from .tensor import Tensor, get_num_threads, set_num_threads
+from . import validator
+from .validator import validate_dataset
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Graph", "Tensor", "config", "datasets", "models", "ops", "get_num_threads", "set_num_threads", "probe_image", "read_idx",
-    "read_image",
+    "Graph", "Tensor", "config", "datasets", "models", "ops", "get_num_threads", "set_num_threads", "probe_image",
+    "read_idx", "read_image", "validate_dataset", "validator",
 ]

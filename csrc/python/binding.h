@@ -111,5 +111,16 @@ PyObject *tg_py_probe_image(PyObject *self, PyObject *arg);
     {"read_idx", (PyCFunction)(void (*)(void))tg_py_read_idx, METH_VARARGS | METH_KEYWORDS,      \
      "read_idx(path, max_pixels=0) -> Tensor (N, H, W) uint8 or (N,) int64"},                   \
     {"probe_image", tg_py_probe_image, METH_O, "probe_image(path) -> dict of the header"},
+/* The dataset validator's per-file measurements (validate.c). */
+PyObject *tg_py_validate_images(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_validate_masks(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_near_duplicate_pairs(PyObject *self, PyObject *args);
+#define TG_PY_VALIDATE_METHODS                                                                          \
+    {"validate_images", (PyCFunction)(void (*)(void))tg_py_validate_images, METH_VARARGS | METH_KEYWORDS, \
+     "validate_images(paths, mode='decode', max_pixels=0) -> dict of columns"},                          \
+    {"validate_masks", (PyCFunction)(void (*)(void))tg_py_validate_masks, METH_VARARGS | METH_KEYWORDS,   \
+     "validate_masks(paths, max_pixels=0) -> dict of columns"},                                          \
+    {"near_duplicate_pairs", tg_py_near_duplicate_pairs, METH_VARARGS,                                   \
+     "near_duplicate_pairs(hashes int64 [n], max_distance) -> Tensor int64 [pairs, 3] of (i, j, bits)"},
 
 #endif

@@ -1,0 +1,454 @@
+/* validate.c: reading and measuring every file of a dataset for the validator.
+ *
+ * Each file is one item of tg_parallel_for (items are independent, so results do
+ * not depend on the thread count). A file is stat'ed, then probed (header mode)
+ * or decoded; from the decoded pixels one gray image (0..255, float) gives every
+ * measurement. Thresholds and verdicts are not here (trugrade/validator.py).
+ * Not here either: hashing of file bytes (the scan's XXH64 is in the manifest). */
+#include "validate.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../core/tensor.h"
+#include "../core/threads.h"
+
+#define THUMB 32      /* side of the gray thumbnail the hash is taken from */
+#define HASH_SIDE 8   /* low-frequency block of the DCT: 8 x 8 = 64 bits */
+#define DARK_LEVEL 10.0
+#define BRIGHT_LEVEL 245.0
+
+static void record_failure(char *message, tg_status *status, tg_status failure)
+{
+    *status = failure;
+    snprintf(message, TG_VALIDATE_MESSAGE_BYTES, "%s", tg_error_message());
+}
+
+/* ---- gray image ---- */
+
+/* The sample (c, i) of a decoded image as a double. */
+static double sample_at(const tg_tensor *t, int64_t c, int64_t i, int64_t plane)
+{
+    int64_t k = c * plane + i;
+    switch (t->dtype) {
+    case TG_DTYPE_U8: return ((const uint8_t *)t->data)[k];
+    case TG_DTYPE_U16: return ((const uint16_t *)t->data)[k];
+    default: return ((const float *)t->data)[k];
+    }
+}
+
+/* Fills gray[h * w] with the luminance of `image` (C, H, W) scaled to 0..255.
+ * NOTE: uint8 is taken as is; uint16 is scaled from 0..4095 when no sample is
+ * above 4095 (12-bit medical and camera data stored in 16 bits would otherwise
+ * all look black) and from 0..65535 otherwise; float32 within [0, 1] is scaled
+ * by 255, any other float range is stretched from its min..max. */
+static void to_gray(const tg_tensor *image, float *gray /* [H * W] */)
+{
+    int64_t channels = image->shape[0], plane = image->shape[1] * image->shape[2];
+    for (int64_t i = 0; i < plane; i++) {
+        double v;
+        if (channels >= 3 && channels <= 4)
+            v = 0.299 * sample_at(image, 0, i, plane) + 0.587 * sample_at(image, 1, i, plane) +
+                0.114 * sample_at(image, 2, i, plane);
+        else if (channels <= 2)
+            v = sample_at(image, 0, i, plane);
+        else {
+            v = 0;
+            for (int64_t c = 0; c < channels; c++) v += sample_at(image, c, i, plane);
+            v /= (double)channels;
+        }
+        gray[i] = (float)v;
+    }
+    if (image->dtype == TG_DTYPE_U8) return;
+    float lo = plane ? gray[0] : 0, hi = lo;
+    for (int64_t i = 0; i < plane; i++) {
+        lo = gray[i] < lo ? gray[i] : lo;
+        hi = gray[i] > hi ? gray[i] : hi;
+    }
+    double offset = 0, scale;
+    if (image->dtype == TG_DTYPE_U16) scale = hi <= 4095.0f ? 255.0 / 4095.0 : 255.0 / 65535.0;
+    else if (lo >= 0.0f && hi <= 1.0f) scale = 255.0;
+    else {
+        offset = lo;
+        scale = hi > lo ? 255.0 / ((double)hi - lo) : 0.0;
+    }
+    for (int64_t i = 0; i < plane; i++) gray[i] = (float)(((double)gray[i] - offset) * scale);
+}
+
+/* ---- measurements ---- */
+
+static void exposure_and_entropy(const float *gray /* [n] */, int64_t n, tg_image_check *out)
+{
+    int64_t histogram[256] = {0};
+    double sum = 0, sum_sq = 0;
+    int64_t dark = 0, bright = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double v = gray[i];
+        sum += v;
+        sum_sq += v * v;
+        dark += v <= DARK_LEVEL;
+        bright += v >= BRIGHT_LEVEL;
+        int bin = (int)(v + 0.5);
+        histogram[bin < 0 ? 0 : bin > 255 ? 255 : bin]++;
+    }
+    double mean = sum / (double)n, variance = sum_sq / (double)n - mean * mean;
+    out->mean = mean;
+    out->std = variance > 0 ? sqrt(variance) : 0.0;
+    out->dark_fraction = (double)dark / (double)n;
+    out->bright_fraction = (double)bright / (double)n;
+    double entropy = 0;
+    for (int b = 0; b < 256; b++) {
+        if (!histogram[b]) continue;
+        double p = (double)histogram[b] / (double)n;
+        entropy -= p * log2(p);
+    }
+    out->entropy = entropy;
+}
+
+static double laplacian_variance(const float *gray /* [h, w] */, int64_t h, int64_t w)
+{
+    if (h < 3 || w < 3) return 0.0;
+    double sum = 0, sum_sq = 0;
+    for (int64_t y = 1; y < h - 1; y++) {
+        const float *row = gray + y * w, *up = row - w, *down = row + w;
+        for (int64_t x = 1; x < w - 1; x++) {
+            double l = (double)up[x] + down[x] + row[x - 1] + row[x + 1] - 4.0 * row[x];
+            sum += l;
+            sum_sq += l * l;
+        }
+    }
+    double n = (double)((h - 2) * (w - 2)), mean = sum / n, variance = sum_sq / n - mean * mean;
+    return variance > 0 ? variance : 0.0;
+}
+
+/* The mean of each of THUMB x THUMB regions (images smaller than THUMB repeat pixels). */
+static void thumbnail(const float *gray /* [h, w] */, int64_t h, int64_t w, double *thumb /* [THUMB, THUMB] */)
+{
+    for (int ty = 0; ty < THUMB; ty++) {
+        int64_t y0 = ty * h / THUMB, y1 = (ty + 1) * h / THUMB;
+        if (y1 <= y0) y1 = y0 + 1;
+        for (int tx = 0; tx < THUMB; tx++) {
+            int64_t x0 = tx * w / THUMB, x1 = (tx + 1) * w / THUMB;
+            if (x1 <= x0) x1 = x0 + 1;
+            double sum = 0;
+            for (int64_t y = y0; y < y1; y++)
+                for (int64_t x = x0; x < x1; x++) sum += gray[y * w + x];
+            thumb[ty * THUMB + tx] = sum / (double)((y1 - y0) * (x1 - x0));
+        }
+    }
+}
+
+static int compare_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* pHash: the 8 x 8 lowest frequencies of the thumbnail's DCT-II, one bit each:
+ * above their median or not (the DC term included, as the usual pHash does). */
+static uint64_t perceptual_hash(const double *thumb /* [THUMB, THUMB] */)
+{
+    double basis[HASH_SIDE][THUMB]; /* cos((2x + 1) u pi / 2N) */
+    for (int u = 0; u < HASH_SIDE; u++)
+        for (int x = 0; x < THUMB; x++) basis[u][x] = cos((2.0 * x + 1.0) * u * M_PI / (2.0 * THUMB));
+    double rows[THUMB][HASH_SIDE]; /* each thumbnail row against the column frequencies */
+    for (int y = 0; y < THUMB; y++)
+        for (int v = 0; v < HASH_SIDE; v++) {
+            double s = 0;
+            for (int x = 0; x < THUMB; x++) s += thumb[y * THUMB + x] * basis[v][x];
+            rows[y][v] = s;
+        }
+    double coefficients[HASH_SIDE * HASH_SIDE], sorted[HASH_SIDE * HASH_SIDE];
+    for (int u = 0; u < HASH_SIDE; u++)
+        for (int v = 0; v < HASH_SIDE; v++) {
+            double s = 0;
+            for (int y = 0; y < THUMB; y++) s += basis[u][y] * rows[y][v];
+            coefficients[u * HASH_SIDE + v] = sorted[u * HASH_SIDE + v] = s;
+        }
+    qsort(sorted, HASH_SIDE * HASH_SIDE, sizeof *sorted, compare_double);
+    double median = 0.5 * (sorted[31] + sorted[32]);
+    uint64_t hash = 0;
+    for (int k = 0; k < HASH_SIDE * HASH_SIDE; k++)
+        if (coefficients[k] > median) hash |= UINT64_C(1) << k;
+    return hash;
+}
+
+static void measure_pixels(const tg_tensor *image, float *gray, tg_image_check *out)
+{
+    int64_t h = image->shape[1], w = image->shape[2];
+    to_gray(image, gray);
+    exposure_and_entropy(gray, h * w, out);
+    out->laplacian_variance = laplacian_variance(gray, h, w);
+    double thumb[THUMB * THUMB];
+    thumbnail(gray, h, w, thumb);
+    out->phash = perceptual_hash(thumb);
+}
+
+/* ---- images ---- */
+
+typedef struct images_job {
+    const char *const *paths;
+    const tg_validate_options *options;
+    tg_image_check *out;
+    int interrupted;
+} images_job;
+
+static void check_one_image(const char *path, const tg_validate_options *options, tg_image_check *out)
+{
+    memset(out, 0, sizeof *out);
+    struct stat st;
+    out->size_bytes = stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+    tg_image_info info;
+    tg_status status = tg_image_probe(path, &info);
+    if (status != TG_STATUS_OK) {
+        if (out->size_bytes == 0)
+            tg_error(TG_STATUS_DECODE, "%s: the file is empty (0 bytes)", path);
+        record_failure(out->message, &out->status, status);
+        return;
+    }
+    out->format = info.format;
+    out->extension_mismatch = info.extension_mismatch;
+    out->width = info.width;
+    out->height = info.height;
+    out->channels = info.channels;
+    out->dtype = info.dtype;
+    if (options->mode == TG_VALIDATE_MODE_HEADER) return;
+    if (info.count != 1) {
+        record_failure(out->message, &out->status,
+                       tg_error(TG_STATUS_UNSUPPORTED, "%s: holds %lld images (an IDX file); a dataset sample "
+                                "must be one image", path, (long long)info.count));
+        return;
+    }
+    tg_decode_options decode = {.max_pixels = options->max_pixels};
+    tg_tensor image;
+    status = tg_image_read(path, &decode, &image);
+    if (status != TG_STATUS_OK) {
+        record_failure(out->message, &out->status, status);
+        return;
+    }
+    int64_t plane = image.shape[1] * image.shape[2];
+    float *gray = plane > 0 ? malloc((size_t)plane * sizeof *gray) : NULL; /* [H, W] */
+    if (!gray) {
+        status = plane > 0 ? tg_error(TG_STATUS_NOMEM, "%s: no memory for a %lld x %lld gray image", path,
+                                      (long long)image.shape[1], (long long)image.shape[2])
+                           : tg_error(TG_STATUS_DECODE, "%s: the image has no pixels", path);
+        record_failure(out->message, &out->status, status);
+    } else {
+        measure_pixels(&image, gray, out);
+    }
+    free(gray);
+    tg_tensor_free(&image);
+}
+
+static void images_range(void *ctx, int64_t begin, int64_t end, int thread_index)
+{
+    images_job *job = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        if (tg_interrupt_pending()) {
+            job->interrupted = 1;
+            return;
+        }
+        check_one_image(job->paths[i], job->options, &job->out[i]);
+    }
+}
+
+static tg_status check_arguments(const char *what, const void *paths, int64_t n, const tg_validate_options *options,
+                                 const void *out)
+{
+    if (n < 0 || (n > 0 && (!paths || !out)))
+        return tg_error(TG_STATUS_VALUE, "%s: %lld paths with %s; pass n >= 0 and both arrays", what, (long long)n,
+                        paths ? "no output array" : "no path array");
+    if (!options || options->max_pixels < 0)
+        return tg_error(TG_STATUS_VALUE, "%s: max_pixels must be >= 0 (0: the default), got %lld", what,
+                        options ? (long long)options->max_pixels : -1LL);
+    if (options->mode != TG_VALIDATE_MODE_HEADER && options->mode != TG_VALIDATE_MODE_DECODE)
+        return tg_error(TG_STATUS_VALUE, "%s: mode %d is not header (0) or decode (1)", what, (int)options->mode);
+    return TG_STATUS_OK;
+}
+
+tg_status tg_validate_images(const char *const *paths, int64_t n, const tg_validate_options *options,
+                             tg_image_check *out)
+{
+    TG_TRY(check_arguments("validate images", paths, n, options, out));
+    images_job job = {paths, options, out, 0};
+    tg_parallel_for(n, 1, images_range, &job);
+    if (job.interrupted) return tg_error(TG_STATUS_INTERRUPTED, "validate images: interrupted");
+    return TG_STATUS_OK;
+}
+
+/* ---- masks ---- */
+
+typedef struct masks_job {
+    const char *const *paths;
+    const tg_validate_options *options;
+    tg_mask_check *out;
+    int interrupted;
+} masks_job;
+
+static void check_one_mask(const char *path, const tg_validate_options *options, tg_mask_check *out)
+{
+    memset(out, 0, sizeof *out);
+    tg_decode_options decode = {.max_pixels = options->max_pixels};
+    tg_tensor mask;
+    tg_status status = tg_image_read(path, &decode, &mask);
+    if (status != TG_STATUS_OK) {
+        record_failure(out->message, &out->status, status);
+        return;
+    }
+    out->channels = mask.shape[0];
+    out->height = mask.shape[1];
+    out->width = mask.shape[2];
+    int64_t plane = out->height * out->width; /* only the first channel holds class indices */
+    for (int64_t i = 0; i < plane; i++) {
+        double v = sample_at(&mask, 0, i, plane);
+        int64_t value = (int64_t)v;
+        if (v < 0 || v != (double)value || value >= TG_VALIDATE_MASK_VALUES) {
+            out->above++;
+            if (v > (double)out->max_value) out->max_value = (int64_t)ceil(v);
+            continue;
+        }
+        out->histogram[value]++;
+        if (value > out->max_value) out->max_value = value;
+    }
+    tg_tensor_free(&mask);
+}
+
+static void masks_range(void *ctx, int64_t begin, int64_t end, int thread_index)
+{
+    masks_job *job = ctx;
+    for (int64_t i = begin; i < end; i++) {
+        if (tg_interrupt_pending()) {
+            job->interrupted = 1;
+            return;
+        }
+        check_one_mask(job->paths[i], job->options, &job->out[i]);
+    }
+}
+
+tg_status tg_validate_masks(const char *const *paths, int64_t n, const tg_validate_options *options,
+                            tg_mask_check *out)
+{
+    TG_TRY(check_arguments("validate masks", paths, n, options, out));
+    masks_job job = {paths, options, out, 0};
+    tg_parallel_for(n, 1, masks_range, &job);
+    if (job.interrupted) return tg_error(TG_STATUS_INTERRUPTED, "validate masks: interrupted");
+    return TG_STATUS_OK;
+}
+
+/* ---- near-duplicate pairs ---- */
+
+typedef struct pairs_job {
+    const uint64_t *hashes;   /* [n] */
+    int64_t n;
+    int max_distance;
+    int64_t *counts;          /* [n] pairs (i, j > i) of row i */
+    const int64_t *offsets;   /* [n] first pair of row i in pairs; NULL in the counting pass */
+    int64_t *pairs;           /* [total, 3] */
+} pairs_job;
+
+/* NOTE: without -mpopcnt __builtin_popcountll is a libgcc call (about 15 ns); the
+ * POPCNT instruction is used behind a runtime check, with the portable count as fallback. */
+__attribute__((target("popcnt"))) static int popcount_hw(uint64_t x) { return __builtin_popcountll(x); }
+
+static int popcount_portable(uint64_t x)
+{
+    x = x - ((x >> 1) & UINT64_C(0x5555555555555555));
+    x = (x & UINT64_C(0x3333333333333333)) + ((x >> 2) & UINT64_C(0x3333333333333333));
+    x = (x + (x >> 4)) & UINT64_C(0x0f0f0f0f0f0f0f0f);
+    return (int)((x * UINT64_C(0x0101010101010101)) >> 56);
+}
+
+__attribute__((target("popcnt"))) static int64_t row_pairs_hw(const uint64_t *hashes, int64_t i, int64_t n,
+                                                               int max_distance, int64_t *out /* [?, 3] */)
+{
+    int64_t found = 0;
+    for (int64_t j = i + 1; j < n; j++) {
+        int d = popcount_hw(hashes[i] ^ hashes[j]);
+        if (d > max_distance) continue;
+        if (out) {
+            out[3 * found] = i;
+            out[3 * found + 1] = j;
+            out[3 * found + 2] = d;
+        }
+        found++;
+    }
+    return found;
+}
+
+static void pairs_of_row(pairs_job *job, int64_t i)
+{
+    if (__builtin_cpu_supports("popcnt")) {
+        int64_t *out = job->offsets ? job->pairs + 3 * job->offsets[i] : NULL;
+        job->counts[i] = row_pairs_hw(job->hashes, i, job->n, job->max_distance, out);
+        return;
+    }
+    uint64_t h = job->hashes[i];
+    int64_t found = 0;
+    for (int64_t j = i + 1; j < job->n; j++) {
+        int d = popcount_portable(h ^ job->hashes[j]);
+        if (d > job->max_distance) continue;
+        if (job->offsets) {
+            int64_t *p = job->pairs + 3 * (job->offsets[i] + found);
+            p[0] = i;
+            p[1] = j;
+            p[2] = d;
+        }
+        found++;
+    }
+    job->counts[i] = found;
+}
+
+/* NOTE: item k does rows k and n-1-k, so every item compares n-1 hashes and the
+ * contiguous chunks of tg_parallel_for carry equal work. */
+static void pairs_range(void *ctx, int64_t begin, int64_t end, int thread_index)
+{
+    pairs_job *job = ctx;
+    for (int64_t k = begin; k < end; k++) {
+        pairs_of_row(job, k);
+        if (job->n - 1 - k != k) pairs_of_row(job, job->n - 1 - k);
+    }
+}
+
+tg_status tg_validate_near_pairs(const uint64_t *hashes, int64_t n, int max_distance, int64_t **pairs,
+                                 int64_t *count)
+{
+    *pairs = NULL;
+    *count = 0;
+    if (n < 0 || (n > 0 && !hashes))
+        return tg_error(TG_STATUS_VALUE, "near duplicates: %lld hashes and %s array", (long long)n,
+                        hashes ? "a" : "no");
+    if (max_distance < 0 || max_distance > 64)
+        return tg_error(TG_STATUS_VALUE, "near duplicates: max_distance must be 0..64 bits, got %d", max_distance);
+    int64_t *counts = calloc((size_t)n + 1, sizeof *counts);  /* [n] */
+    int64_t *offsets = calloc((size_t)n + 1, sizeof *offsets); /* [n] */
+    if (!counts || !offsets) {
+        free(counts);
+        free(offsets);
+        return tg_error(TG_STATUS_NOMEM, "near duplicates: no memory for %lld hashes", (long long)n);
+    }
+    pairs_job job = {hashes, n, max_distance, counts, NULL, NULL};
+    tg_parallel_for((n + 1) / 2, 16, pairs_range, &job);
+    int64_t total = 0;
+    for (int64_t i = 0; i < n; i++) {
+        offsets[i] = total;
+        total += counts[i];
+    }
+    int64_t *out = malloc((size_t)(3 * total + 1) * sizeof *out); /* [total, 3] */
+    if (!out) {
+        free(counts);
+        free(offsets);
+        return tg_error(TG_STATUS_NOMEM, "near duplicates: no memory for %lld pairs; lower max_distance",
+                        (long long)total);
+    }
+    job.offsets = offsets;
+    job.pairs = out;
+    tg_parallel_for((n + 1) / 2, 16, pairs_range, &job);
+    free(counts);
+    free(offsets);
+    *pairs = out;
+    *count = total;
+    return TG_STATUS_OK;
+}
