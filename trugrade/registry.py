@@ -212,7 +212,8 @@ def _describe(path, metadata, options):
     """The fields of a version to register: options (arguments) over the run folder's run.json
     over the checkpoint's metadata (keys arch or architecture, num_classes, in_channels,
     input_size, classes, normalization, task, metrics, run, dataset_hash, config_hash, config;
-    values JSON text or plain strings) over the training config's model section."""
+    values JSON text or plain strings) over the training config's model section. Metrics merge,
+    the arguments' winning."""
     meta = {key: _json_or_text(value) for key, value in metadata.items()}
     if "architecture" not in meta and "arch" in meta:
         meta["architecture"] = meta["arch"]
@@ -241,6 +242,8 @@ def _describe(path, metadata, options):
             meta["normalization"] = _normalization_of(config)
     fields = {key: value for key, value in meta.items() if value is not None}
     fields.update({key: value for key, value in options.items() if value is not None})
+    if isinstance(meta.get("metrics"), Mapping) and isinstance(options.get("metrics"), Mapping):
+        fields["metrics"] = {**meta["metrics"], **options["metrics"]}
     if fields.get("run") is not None:
         fields["run"] = os.fspath(fields["run"])
     if fields.get("classes") is not None:
