@@ -146,6 +146,7 @@ def test_trugrade_package_imports_no_tensorboard_or_tensorflow():
             assert f"import {name}" not in text and f"from {name}" not in text, path
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # raised inside mlflow's SQLAlchemy store
 def test_mlflow_mirror_reads_back(tmp_path):
     pytest.importorskip("mlflow")
     from mlflow.tracking import MlflowClient
@@ -182,7 +183,8 @@ def test_mlflow_mirror_reads_back(tmp_path):
 
 
 def test_mlflow_requested_but_missing_is_recorded_not_fatal(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "mlflow", None)
+    for name in ("mlflow", "mlflow.tracking"):
+        monkeypatch.setitem(sys.modules, name, None)  # as if not installed, even after another test imported it
     with pytest.warns(RuntimeWarning, match="mlflow package is not installed"):
         recorder = tracking.RunRecorder(tmp_path / "r", make_config(tracking={"mlflow": True}))
     recorder.log_metrics(step=1, loss=1.0)

@@ -791,11 +791,12 @@ class Registry:
         fields = dict(model)
         fields.update(task=task or model.get("task"), classes=files["classes.json"],
                       normalization=files["normalization.json"], metrics=files["metrics.json"] or {},
-                      config=files["config.json"])
+                      config=files["config.json"], run=None)
         try:
             fields = _describe(path, {}, fields)
         except RegistryError as exc:
             raise RegistryError(f"{where}: the manifest's model description is incomplete: {exc}") from None
+        fields["run"] = model.get("run")  # a name on the exporting machine, not a folder here
         temporary = os.path.join(self.root, "models", f".incoming-{uuid.uuid4().hex}.safetensors")
         try:
             with open(temporary, "wb") as handle:

@@ -251,10 +251,9 @@ class TensorBoardWriter:
 class _MlflowMirror:
     """Params, metrics and artifacts of a run mirrored through mlflow's MlflowClient."""
 
-    def __init__(self, run_name, params, tracking_uri, experiment, artifact_location):
+    def __init__(self, client_class, run_name, params, tracking_uri, experiment, artifact_location):
         from mlflow.entities import Param
-        from mlflow.tracking import MlflowClient
-        self.client = MlflowClient(tracking_uri=tracking_uri)
+        self.client = client_class(tracking_uri=tracking_uri)
         found = self.client.get_experiment_by_name(experiment)
         experiment_id = (found.experiment_id if found is not None else
                          self.client.create_experiment(experiment, artifact_location=artifact_location))
@@ -342,14 +341,14 @@ class RunRecorder:
 
     def _start_mlflow(self, tracking_uri, experiment, artifact_location):
         try:
-            import mlflow  # noqa: F401 (only whether it is installed)
-        except ImportError:
-            self.record["mlflow"] = {"enabled": False, "reason": "tracking.mlflow is true but the mlflow package "
-                                                                 "is not installed (pip install mlflow)"}
+            from mlflow.tracking import MlflowClient
+        except ImportError as exc:
+            self.record["mlflow"] = {"enabled": False, "reason": f"tracking.mlflow is true but the mlflow package "
+                                                                 f"is not installed (pip install mlflow): {exc}"}
             warnings.warn(f"run {self.name}: {self.record['mlflow']['reason']}; the run is recorded without MLflow",
                           RuntimeWarning, stacklevel=3)
             return
-        self._mlflow = _MlflowMirror(self.name, self.record["hyperparameters"], tracking_uri, experiment,
+        self._mlflow = _MlflowMirror(MlflowClient, self.name, self.record["hyperparameters"], tracking_uri, experiment,
                                      artifact_location)
         self.record["mlflow"] = {"enabled": True, "run_id": self._mlflow.run_id,
                                  "tracking_uri": self._mlflow.client.tracking_uri}
