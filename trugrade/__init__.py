@@ -1,6 +1,6 @@
 """trugrade: train, measure and ship image models, with the engine in C (trugrade._C)."""
-from .errors import (ConfigError, DatasetError, DecodeError, DTypeError, OutOfMemoryError, ShapeError,
-                     TrugradeError, TrugradeIOError, TrugradeValueError, UnsupportedError)
+from .errors import (ConfigError, DatasetError, DecodeError, DTypeError, OutOfMemoryError, RegistryError,
+                     ShapeError, TrugradeError, TrugradeIOError, TrugradeValueError, UnsupportedError)
 from . import _C
 from . import config
 from . import models
@@ -15,7 +15,7 @@ from .validator import validate_dataset
 __version__ = "0.1.0"
 
 __all__ = [
-    "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
+    "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "RegistryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
     "Graph", "Tensor", "config", "datasets", "models", "ops", "get_num_threads", "set_num_threads", "probe_image",
     "read_idx", "read_image", "validate_dataset", "validator",

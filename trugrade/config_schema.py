@@ -579,6 +579,10 @@ SCHEMA = Section({
         "tensorboard": Field(Bool(), True, "write TensorBoard event files"),
         "mlflow": Field(Bool(), False, "log to MLflow (needs the mlflow package)"),
     }, "experiment tracking")),
+    "registry": Field(Section({
+        "path": Field(Nullable(Str()), None, "model registry folder (null: $TRUGRADE_REGISTRY, else "
+                                             "~/.trugrade/registry)"),
+    }, "the model registry")),
     "run": Field(Section({
         "name": Field(Nullable(Str(pattern=r"[A-Za-z0-9][A-Za-z0-9._-]*",
                                    pattern_text="letters, digits, '.', '_', '-'")), None,

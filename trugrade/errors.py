@@ -43,3 +43,8 @@ class OutOfMemoryError(TrugradeError, MemoryError):
 
 class UnsupportedError(TrugradeError, NotImplementedError):
     """A valid request that this build of trugrade does not support."""
+
+
+class RegistryError(TrugradeError, ValueError):
+    """A model registry request that cannot be met: an unknown model or version, a weight file
+    whose SHA-256 no longer matches (tampered or truncated), a corrupted package."""
