@@ -11,7 +11,7 @@
 
 To add a command, write `configure(parser)` (adds its arguments) and `run(args) -> exit code`
 and append one `register(...)` line at the bottom. A TrugradeError ends the command with its
-message on stderr and exit code 2; `validate` exits with 1 when it finds fatal problems.
+message on stderr ("trugrade: error: ...") and exit code 2; `validate` exits with 1 when it finds fatal problems.
 """
 import argparse
 import json
@@ -34,16 +34,16 @@ def build_parser():
     for name, (help_text, configure, run) in COMMANDS.items():
         command = sub.add_parser(name, help=help_text, description=help_text)
         configure(command)
-        command.set_defaults(run=run)
+        command.set_defaults(command_function=run)
     return parser
 
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        return int(args.run(args) or 0)
+        return int(args.command_function(args) or 0)
     except TrugradeError as exc:
-        print(f"trugrade {args.command}: {exc}", file=sys.stderr)
+        print(f"trugrade: error: {exc}", file=sys.stderr)
         return 2
 
 
