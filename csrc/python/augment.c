@@ -141,6 +141,11 @@ static const tg_augment_pipeline *pipeline_of(PyObject *capsule)
     return PyCapsule_GetPointer(capsule, PIPELINE_CAPSULE);
 }
 
+const tg_augment_pipeline *tg_py_augment_pipeline_of(PyObject *capsule)
+{
+    return pipeline_of(capsule);
+}
+
 /* ---- samples and outputs ---- */
 
 typedef struct sample_tensors {

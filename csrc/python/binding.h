@@ -24,6 +24,10 @@ extern PyTypeObject tg_py_optimizer_type;
 extern PyTypeObject tg_py_trainer_type;
 extern PyMethodDef tg_py_train_methods[];
 
+/* The pipeline inside a capsule made by augment_pipeline(); NULL with an exception otherwise. */
+struct tg_augment_pipeline;
+const struct tg_augment_pipeline *tg_py_augment_pipeline_of(PyObject *capsule);
+
 /* The model of a trugrade._C.Model (no type check). */
 struct tg_model;
 struct tg_model *tg_py_model_of(PyObject *model_object);

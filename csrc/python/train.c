@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/threads.h"
+#include "../data/augment.h"
 #include "../train/trainer.h"
 #include "binding.h"
 
@@ -15,7 +16,9 @@ typedef struct {
     tg_trainer trainer;
     tg_tensor images, labels;
     tg_memory_source memory;
+    int bound;           /* memory holds scratch from tg_memory_source_bind */
     PyObject *model;     /* keeps the model alive */
+    PyObject *pipeline;  /* keeps the augment pipeline alive */
     int ready;
 } TrainerObject;
 
@@ -117,7 +120,8 @@ static double dict_double(PyObject *kwargs, const char *key, double fallback)
 static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     TrainerObject *t = (TrainerObject *)self;
-    PyObject *model, *images, *labels;
+    PyObject *model, *images, *labels, *v0;
+    long long max_batch = 64;
     if (!PyArg_ParseTuple(args, "OOO", &model, &images, &labels)) return -1;
     if (!PyObject_TypeCheck(model, &tg_py_model_type)) {
         PyErr_SetString(PyExc_TypeError, "Trainer(model, ...): model must be a trugrade._C.Model");
@@ -135,10 +139,27 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
     if (parse_channels(kwargs ? PyDict_GetItemString(kwargs, "mean") : NULL, t->memory.mean, channels, 0.0f, "mean") != 0 ||
         parse_channels(kwargs ? PyDict_GetItemString(kwargs, "std") : NULL, t->memory.std, channels, 1.0f, "std") != 0)
         return -1;
+    PyObject *pipeline = kwargs ? PyDict_GetItemString(kwargs, "pipeline") : NULL;
+    if (pipeline && pipeline != Py_None && !(t->memory.pipeline = tg_py_augment_pipeline_of(pipeline))) return -1;
+    if (kwargs && (v0 = PyDict_GetItemString(kwargs, "seed"))) t->memory.seed = PyLong_AsUnsignedLongLong(v0);
+    if (kwargs && (v0 = PyDict_GetItemString(kwargs, "batch_size"))) max_batch = PyLong_AsLongLong(v0);
+    if (PyErr_Occurred()) return -1;
     tg_batch_source source;
-    tg_status status = tg_memory_source_bind(&t->memory, &source);
+    tg_status status = tg_memory_source_bind(&t->memory, max_batch, &source);
     if (status != TG_STATUS_OK) {
         tg_py_raise(status);
+        return -1;
+    }
+    t->bound = 1;
+    const tg_tensor *input = &tg_py_model_of(model)->graph.nodes[tg_py_model_of(model)->input].value;
+    int64_t wanted = input->shape[1] * input->shape[2] * input->shape[3];
+    int64_t given = t->memory.pipeline ? t->memory.output_elements
+                                       : t->images.shape[1] * t->images.shape[2] * t->images.shape[3];
+    if (given != wanted) {
+        tg_py_raise(tg_error(TG_STATUS_SHAPE, "the model takes %lld x %lld x %lld inputs but the %s gives %lld values "
+                             "per image; resize in the augment pipeline", (long long)input->shape[1],
+                             (long long)input->shape[2], (long long)input->shape[3],
+                             t->memory.pipeline ? "augment pipeline" : "data", (long long)given));
         return -1;
     }
     tg_train_options options = {.epochs = 1, .batch_size = 64, .shuffle = 1, .accumulate = 1};
@@ -164,6 +185,7 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
         return -1;
     }
     t->model = Py_NewRef(model);
+    t->pipeline = pipeline ? Py_NewRef(pipeline) : NULL;
     t->ready = 1;
     return 0;
 }
@@ -172,9 +194,11 @@ static void trainer_dealloc(PyObject *self)
 {
     TrainerObject *t = (TrainerObject *)self;
     if (t->ready) tg_trainer_free(&t->trainer);
+    if (t->bound) tg_memory_source_free(&t->memory);
     tg_tensor_free(&t->images);
     tg_tensor_free(&t->labels);
     Py_XDECREF(t->model);
+    Py_XDECREF(t->pipeline);
     Py_TYPE(self)->tp_free(self);
 }
 
@@ -211,8 +235,9 @@ static PyObject *trainer_evaluate(PyObject *self, PyObject *args)
     tg_memory_source memory = t->memory;
     memory.images = &images;
     memory.labels = &labels;
+    memory.pipeline = NULL; /* evaluation images come at the model's size: normalised only */
     tg_batch_source source;
-    tg_status status = tg_memory_source_bind(&memory, &source);
+    tg_status status = tg_memory_source_bind(&memory, t->trainer.options.batch_size, &source);
     int64_t shape[2] = {source.size, t->trainer.model->options.num_classes};
     if (status == TG_STATUS_OK) status = tg_tensor_init(&logits, TG_DTYPE_F32, 2, shape);
     double loss = 0.0;

@@ -38,20 +38,87 @@ static void fill_range(void *arg, int64_t begin, int64_t end, int thread_index)
     }
 }
 
-static tg_status memory_fill(void *ctx, const int64_t *indices, int64_t count, float *images, int64_t *labels)
+/* The pipeline's path: batch item i is dataset image indices[i], drawn as
+ * (seed, epoch, indices[i]) so a sample augments the same way whatever batch it
+ * lands in; each thread uses its own scratch slot. */
+typedef struct augment_ctx {
+    const tg_memory_source *memory;
+    int64_t epoch;
+    const int64_t *indices;
+    float *images;           /* [count, C', H', W'] */
+    int64_t per_output;      /* C' * H' * W' */
+    tg_status *statuses;     /* [count] */
+} augment_ctx;
+
+static void augment_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    const augment_ctx *c = arg;
+    const tg_memory_source *memory = c->memory;
+    const tg_tensor *im = memory->images;
+    int64_t shape[3] = {im->shape[1], im->shape[2], im->shape[3]};
+    size_t per_image = (size_t)(shape[0] * shape[1] * shape[2]) * tg_dtype_size(im->dtype);
+    void *scratch = (char *)memory->scratch + (size_t)thread_index * memory->scratch_bytes;
+    for (int64_t i = begin; i < end; i++) {
+        if (thread_index >= memory->n_scratch) {
+            c->statuses[i] = tg_error(TG_STATUS_VALUE, "the thread count grew after the data source was made");
+            continue;
+        }
+        tg_tensor view;
+        tg_tensor_set_shape(&view, im->dtype, 3, shape);
+        view.data = (char *)im->data + (size_t)c->indices[i] * per_image;
+        view.storage = NULL;
+        tg_augment_sample sample = {.image = &view};
+        tg_augment_output out = {.image = c->images + i * c->per_output, .image_capacity = c->per_output};
+        c->statuses[i] = tg_augment_apply(memory->pipeline, &sample, 1, memory->seed, (uint64_t)c->epoch,
+                                          (uint64_t)c->indices[i], scratch, memory->scratch_bytes, &out);
+    }
+}
+
+static tg_status memory_fill_augmented(const tg_memory_source *memory, int64_t epoch, const int64_t *indices,
+                                       int64_t count, float *images)
+{
+    augment_ctx c = {.memory = memory, .epoch = epoch, .indices = indices, .images = images,
+                     .per_output = memory->output_elements, .statuses = memory->statuses};
+    tg_parallel_for(count, 1, augment_range, &c);
+    for (int64_t i = 0; i < count; i++)
+        if (memory->statuses[i] != TG_STATUS_OK) {
+            tg_status status = memory->statuses[i];
+            tg_augment_output out = {.image = images + i * c.per_output, .image_capacity = c.per_output};
+            tg_tensor view;
+            const tg_tensor *im = memory->images;
+            int64_t shape[3] = {im->shape[1], im->shape[2], im->shape[3]};
+            tg_tensor_set_shape(&view, im->dtype, 3, shape);
+            view.data = (char *)im->data + (size_t)indices[i] * (size_t)(shape[0] * shape[1] * shape[2]) *
+                        tg_dtype_size(im->dtype);
+            view.storage = NULL;
+            tg_augment_sample sample = {.image = &view};
+            /* rerun the failing item on this thread to recover its message */
+            tg_augment_apply(memory->pipeline, &sample, 1, memory->seed, (uint64_t)epoch, (uint64_t)indices[i],
+                             memory->scratch, memory->scratch_bytes, &out);
+            return tg_error(status, "augmenting training image %lld: %s", (long long)indices[i], tg_error_message());
+        }
+    return TG_STATUS_OK;
+}
+
+static tg_status memory_fill(void *ctx, int64_t epoch, const int64_t *indices, int64_t count, float *images,
+                             int64_t *labels)
 {
     const tg_memory_source *memory = ctx;
     const tg_tensor *im = memory->images;
-    fill_ctx c = {.memory = memory, .indices = indices, .images = images, .channels = im->shape[1],
-                  .plane = im->shape[2] * im->shape[3]};
-    c.per_sample = c.channels * c.plane;
-    tg_parallel_for(count, 16, fill_range, &c);
+    if (memory->pipeline) {
+        TG_TRY(memory_fill_augmented(memory, epoch, indices, count, images));
+    } else {
+        fill_ctx c = {.memory = memory, .indices = indices, .images = images, .channels = im->shape[1],
+                      .plane = im->shape[2] * im->shape[3]};
+        c.per_sample = c.channels * c.plane;
+        tg_parallel_for(count, 16, fill_range, &c);
+    }
     const int64_t *all_labels = memory->labels->data;
     for (int64_t s = 0; s < count; s++) labels[s] = all_labels[indices[s]];
     return TG_STATUS_OK;
 }
 
-tg_status tg_memory_source_bind(tg_memory_source *memory, tg_batch_source *source)
+tg_status tg_memory_source_bind(tg_memory_source *memory, int64_t max_batch, tg_batch_source *source)
 {
     const tg_tensor *im = memory->images, *lab = memory->labels;
     char a[96], b[96];
@@ -67,10 +134,35 @@ tg_status tg_memory_source_bind(tg_memory_source *memory, tg_batch_source *sourc
     for (int ch = 0; ch < im->shape[1]; ch++)
         if (!(memory->std[ch] > 0))
             return tg_error(TG_STATUS_VALUE, "normalisation std of channel %d must be > 0, got %g", ch, memory->std[ch]);
+    memory->scratch = NULL;
+    memory->statuses = NULL;
+    if (memory->pipeline) {
+        int64_t out_shape[3];
+        TG_TRY(tg_augment_output_shape(memory->pipeline, im->shape[1], im->shape[2], im->shape[3], memory->seed, 0, 0,
+                                       out_shape));
+        memory->scratch_bytes = tg_align64(tg_augment_scratch_bytes(memory->pipeline, im->shape[1], im->shape[2],
+                                                                    im->shape[3], 0));
+        memory->n_scratch = tg_threads_count();
+        memory->output_elements = out_shape[0] * out_shape[1] * out_shape[2];
+        memory->scratch = tg_aligned_alloc(memory->scratch_bytes * (size_t)memory->n_scratch);
+        memory->statuses = calloc((size_t)(max_batch > 0 ? max_batch : 1), sizeof *memory->statuses);
+        if (!memory->scratch || !memory->statuses) {
+            tg_memory_source_free(memory);
+            return tg_error(TG_STATUS_NOMEM, "training: out of memory for augmentation scratch");
+        }
+    }
     source->ctx = memory;
     source->size = im->shape[0];
     source->fill = memory_fill;
     return TG_STATUS_OK;
+}
+
+void tg_memory_source_free(tg_memory_source *memory)
+{
+    tg_aligned_free(memory->scratch);
+    free(memory->statuses);
+    memory->scratch = NULL;
+    memory->statuses = NULL;
 }
 
 /* ---- epoch order ---- */
@@ -182,7 +274,7 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
                             (long long)p->epoch + 1, (long long)p->step_in_epoch);
         int64_t start = p->step_in_epoch * batch;
         int64_t count = start + batch <= n ? batch : n - start;
-        TG_TRY(t->train.fill(t->train.ctx, t->order + start, count, t->batch_images, t->batch_labels));
+        TG_TRY(t->train.fill(t->train.ctx, p->epoch, t->order + start, count, t->batch_images, t->batch_labels));
         TG_TRY(feed_batch(t, count));
         if (!m->graph.planned) TG_TRY(tg_graph_plan(&m->graph, m->loss, NULL));
         int64_t accumulate = t->options.accumulate;
@@ -233,7 +325,7 @@ tg_status tg_trainer_evaluate(tg_trainer *t, const tg_batch_source *source, floa
         if (tg_interrupt_pending()) return tg_error(TG_STATUS_INTERRUPTED, "evaluation interrupted");
         int64_t count = start + batch <= n ? batch : n - start;
         for (int64_t i = 0; i < count; i++) t->batch_indices[i] = start + i;
-        TG_TRY(source->fill(source->ctx, t->batch_indices, count, t->batch_images, t->batch_labels));
+        TG_TRY(source->fill(source->ctx, 0, t->batch_indices, count, t->batch_images, t->batch_labels));
         TG_TRY(feed_batch(t, count));
         if (!g->planned) TG_TRY(tg_graph_plan(g, m->loss, NULL));
         TG_TRY(tg_graph_forward(g, 0));

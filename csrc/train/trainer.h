@@ -11,31 +11,46 @@
 
 #include <stdint.h>
 
+#include "../data/augment.h"
 #include "../models/model.h"
 #include "../optim/optim.h"
 #include "../optim/schedule.h"
 
 #define TG_MAX_CHANNELS 16
 
-/* Where batches come from: fills `count` samples (by dataset index) as float32
- * images [count, C, H, W], already normalised, and int64 labels [count]. */
+/* Where batches come from: fills `count` samples (by dataset index) of `epoch`
+ * (the augmentation draw) as float32 images [count, C, H, W], already normalised,
+ * and int64 labels [count]. */
 typedef struct tg_batch_source {
     void *ctx;
     int64_t size;                          /* samples in the dataset */
-    tg_status (*fill)(void *ctx, const int64_t *indices, int64_t count, float *images, int64_t *labels);
+    tg_status (*fill)(void *ctx, int64_t epoch, const int64_t *indices, int64_t count, float *images,
+                      int64_t *labels);
 } tg_batch_source;
 
-/* An in-memory labelled image set (e.g. IDX), normalised per channel on the fly. */
+/* An in-memory labelled image set (e.g. IDX). Without a pipeline each image is
+ * scaled (uint8 to [0, 1]) and normalised per channel; with one, the pipeline
+ * (which must end at the model's size and normalise) makes each sample from
+ * (seed, epoch, index). */
 typedef struct tg_memory_source {
     const tg_tensor *images;       /* uint8 or float32 [N, C, H, W] */
     const tg_tensor *labels;       /* int64 [N] */
     float mean[TG_MAX_CHANNELS];   /* after scaling uint8 to [0, 1] */
     float std[TG_MAX_CHANNELS];
+    const tg_augment_pipeline *pipeline; /* or NULL */
+    uint64_t seed;                 /* the pipeline's draws */
+    void *scratch;                 /* [n_scratch * scratch_bytes], made by bind: one slot per thread */
+    size_t scratch_bytes;
+    int n_scratch;
+    int64_t output_elements;       /* C * H * W of one pipeline output */
+    tg_status *statuses;           /* [max_batch] per-item results of a fill */
 } tg_memory_source;
 
-/* A batch source over a tg_memory_source (which must outlive it). TG_STATUS_SHAPE
- * or DTYPE naming the array when images/labels do not fit. */
-tg_status tg_memory_source_bind(tg_memory_source *memory, tg_batch_source *source);
+/* A batch source over a tg_memory_source (which must outlive it), for batches of
+ * up to `max_batch` samples. TG_STATUS_SHAPE or DTYPE naming the array when
+ * images/labels do not fit. tg_memory_source_free releases what bind made. */
+tg_status tg_memory_source_bind(tg_memory_source *memory, int64_t max_batch, tg_batch_source *source);
+void tg_memory_source_free(tg_memory_source *memory);
 
 typedef struct tg_train_options {
     int64_t epochs;
