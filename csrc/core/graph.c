@@ -2,6 +2,7 @@
  * forward and backward. Kernels live in csrc/ops; this file only schedules them. */
 #include "graph.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -462,6 +463,13 @@ tg_status tg_graph_forward_to(tg_graph *graph, int training, tg_node_id last)
             .seed = node_seed(graph, i),
         };
         TG_TRY(node->op->forward(&io));
+        if (graph->check_finite && node->value.dtype == TG_DTYPE_F32) {
+            const float *v = node->value.data;
+            for (int64_t e = 0; e < tg_tensor_numel(&node->value); e++)
+                if (!isfinite(v[e]))
+                    return tg_error(TG_STATUS_VALUE, "the output of %s (node %d, layer '%s') is not finite (%g)",
+                                    node->op->name, i, tg_graph_layer_name(graph, i), v[e]);
+        }
     }
     graph->last_phase = 1;
     return TG_STATUS_OK;
@@ -501,6 +509,17 @@ tg_status tg_graph_backward(tg_graph *graph)
     }
     graph->last_phase = 2;
     return TG_STATUS_OK;
+}
+
+const char *tg_graph_layer_name(const tg_graph *graph, tg_node_id node)
+{
+    if (node < 0 || node >= graph->n_nodes) return "input";
+    const tg_node *n = &graph->nodes[node];
+    for (int k = 0; n->kind == TG_NODE_KIND_OP && k < n->n_in; k++)
+        if (n->in[k] >= 0 && graph->nodes[n->in[k]].kind == TG_NODE_KIND_PARAM) return graph->nodes[n->in[k]].name;
+    for (int i = node - 1; i >= 0; i--)
+        if (graph->nodes[i].kind == TG_NODE_KIND_PARAM) return graph->nodes[i].name;
+    return "input";
 }
 
 tg_status tg_graph_keep(tg_graph *graph, tg_node_id node)

@@ -66,6 +66,7 @@ typedef struct tg_graph {
     uint64_t step;          /* incremented by each training forward */
     int training;           /* mode of the last forward, used by its backward */
     int last_phase;         /* 0: nothing ran since the plan; 1: forward; 2: forward and backward */
+    int check_finite;       /* 1: forward stops at the first op whose float output is not finite */
 } tg_graph;
 
 void tg_graph_init(tg_graph *graph);
@@ -106,6 +107,10 @@ tg_status tg_graph_feed(tg_graph *graph, tg_node_id input, const tg_tensor *src)
 /* Runs every op forward. training selects batchnorm/dropout behaviour. Returns
  * TG_STATUS_INTERRUPTED between two ops when tg_interrupt_request was called. */
 tg_status tg_graph_forward(tg_graph *graph, int training);
+
+/* The name of the parameter an op node reads first (its layer, e.g.
+ * "layer1.0.conv1.weight"), or of the nearest earlier parameter; "input" if none. */
+const char *tg_graph_layer_name(const tg_graph *graph, tg_node_id node);
 
 /* Runs forward only through node `last` (its value and what it needs); the
  * nodes after it are left unrun. */

@@ -93,7 +93,8 @@ static tg_status activation_backward(const tg_op_io *io, activation_backward_fn 
 TG_SIMD_FUNCTION(relu_forward_rows, FORWARD_PARAMS, FORWARD_ARGS)
 {
     (void)attrs;
-    for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+    /* NOTE: "x < 0 ? 0 : x", not "x > 0 ? x : 0": a NaN passes through, as in PyTorch */
+    for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
 TG_SIMD_FUNCTION(relu_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)

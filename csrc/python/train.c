@@ -397,7 +397,19 @@ static PyObject *trainer_load_state(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *trainer_set_lr_scale(PyObject *self, PyObject *args)
+{
+    const char *pattern;
+    double scale;
+    if (!PyArg_ParseTuple(args, "sd", &pattern, &scale)) return NULL;
+    int matched = 0;
+    tg_status status = tg_optimizer_set_lr_scale(&((TrainerObject *)self)->trainer.optimizer, pattern, scale, &matched);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    return PyLong_FromLong(matched);
+}
+
 static PyMethodDef trainer_methods[] = {
+    {"set_lr_scale", trainer_set_lr_scale, METH_VARARGS, "set_lr_scale(glob, scale) -> parameters matched"},
     {"step_log", trainer_step_log, METH_NOARGS, "step_log() -> (losses, lrs) of this epoch's batches"},
     {"state", trainer_state, METH_NOARGS, "state() -> (optimizer arrays, counters) for checkpoints"},
     {"load_state", trainer_load_state, METH_VARARGS, "load_state(arrays, counters): resume"},

@@ -2,6 +2,7 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -281,10 +282,18 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
         if (p->global_step % accumulate == 0) tg_graph_zero_grad(&m->graph);
         TG_TRY(tg_graph_forward(&m->graph, 1));
         double loss = ((const float *)m->graph.nodes[m->loss].value.data)[0];
-        if (!isfinite(loss))
-            return tg_error(TG_STATUS_VALUE, "training stopped: the loss is %g at epoch %lld step %lld; the last good "
-                            "weights are those before this step", loss, (long long)p->epoch + 1,
-                            (long long)p->step_in_epoch);
+        if (!isfinite(loss)) {
+            /* NOTE: replay the same step (same dropout draw) with checks to name the first layer */
+            m->graph.step--;
+            m->graph.check_finite = 1;
+            tg_status replay = tg_graph_forward(&m->graph, 1);
+            m->graph.check_finite = 0;
+            char where[512] = "";
+            if (replay != TG_STATUS_OK) snprintf(where, sizeof where, ": %s", tg_error_message());
+            return tg_error(TG_STATUS_VALUE, "training stopped: the loss is %g at epoch %lld step %lld%s; the weights "
+                            "are those before this step", loss, (long long)p->epoch + 1, (long long)p->step_in_epoch,
+                            where);
+        }
         TG_TRY(tg_graph_backward(&m->graph));
         const char *bad = tg_optimizer_first_nonfinite_grad(&t->optimizer);
         if (bad)

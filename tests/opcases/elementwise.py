@@ -104,3 +104,10 @@ def _dropout_cases():
 
 
 CASES = _activation_cases() + _softmax_cases() + _arith_cases() + _dropout_cases()
+
+# NaN and infinities pass through activations as they do in PyTorch (a NaN must never vanish).
+_SPECIAL = np.array([np.nan, -np.inf, np.inf, -1.0, 0.0, 2.0], dtype=np.float32)
+CASES += [Case(name, [_SPECIAL], fn, id="nan_inf", check_backward=False)
+          for name, fn in [("relu", torch.relu), ("leaky_relu", torch.nn.functional.leaky_relu),
+                           ("sigmoid", torch.sigmoid), ("tanh", torch.tanh), ("hardswish", torch.nn.functional.hardswish),
+                           ("silu", torch.nn.functional.silu)]]

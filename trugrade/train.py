@@ -1,0 +1,559 @@
+"""trugrade.train: a training run from a config, end to end.
+
+    run = trugrade.train("configs/fashion_mnist_cnn.yaml", overrides={"train.epochs": 1})
+    run.metrics[-1]["val_accuracy"], run.best_checkpoint, run.report_path
+
+Python reads the config and the data, then hands each epoch to the C training loop
+(trugrade._C.Trainer: no Python per step). Between epochs it validates, writes
+metrics (metrics.jsonl, TensorBoard), checkpoints (safetensors, written atomically),
+applies early stopping, and at the end evaluates the test split and draws the report.
+A run folder runs/<name>/ holds config.yaml, run.json, metrics.jsonl, checkpoints/,
+tensorboard/ and report.html.
+
+Resume (resume="runs/<name>" or a run name) restores the last checkpoint (weights,
+optimizer, schedule, data order and dropout counters) and continues so that losses and
+final weights are bit-identical to a run that was never interrupted.
+"""
+import glob
+import json
+import os
+import threading
+import time
+
+import numpy as np
+
+from . import _C
+from . import config as configlib
+from . import metrics as metriclib
+from . import models
+from . import safetensors
+from .errors import ConfigError, DatasetError, TrugradeError, UnsupportedError
+from .tracking import RunRecorder
+
+LAST = "last.safetensors"
+BEST = "best.safetensors"
+# config keys a resume may change without being told: the run may be extended
+RESUMABLE_CHANGES = ("train.epochs",)
+
+
+class Run:
+    """The result of train(): where its files are and what it measured."""
+
+    def __init__(self, directory, config):
+        self.dir = directory
+        self.name = os.path.basename(os.path.normpath(directory))
+        self.config = config
+        self.metrics = []          # one dict per epoch
+        self.test = None           # metrics of the test split, when there is one
+        self.status = "running"
+        self.report_path = None
+        self.best_checkpoint = None
+        self.last_checkpoint = None
+        self.error = None
+
+    def __repr__(self):
+        last = self.metrics[-1] if self.metrics else {}
+        shown = ", ".join(f"{k} {v:.4f}" for k, v in last.items() if isinstance(v, float))
+        return f"<trugrade Run {self.name} {self.status}: {shown}>"
+
+
+# --------------------------------------------------------------------------- data
+
+IDX_FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+             "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+
+
+def _find_idx(folder, stem):
+    for name in (stem, stem + ".gz"):
+        path = os.path.join(folder, name)
+        if os.path.exists(path):
+            return path
+    return None
+
+
+def _stratified_split(labels, fractions, seed):
+    """Indices of each split (train, val, test) per class, deterministic by seed."""
+    rng = np.random.default_rng(seed)
+    parts = {"train": [], "val": [], "test": []}
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        members = members[rng.permutation(len(members))]
+        n_val = int(round(fractions["val"] * len(members)))
+        n_test = int(round(fractions["test"] * len(members)))
+        parts["val"].append(members[:n_val])
+        parts["test"].append(members[n_val:n_val + n_test])
+        parts["train"].append(members[n_val + n_test:])
+    return {k: np.sort(np.concatenate(v)) if v else np.zeros(0, np.int64) for k, v in parts.items()}
+
+
+def load_data(cfg):
+    """{"train"|"val"|"test": (images uint8 [N, C, H, W], labels int64 [N])} and the class names."""
+    data = cfg.data
+    path = data.path
+    if not os.path.isdir(path):
+        raise DatasetError(f"data.path '{path}' is not a folder: point data.path at the dataset")
+    fmt = data.format
+    if fmt == "auto":
+        fmt = "idx" if _find_idx(path, IDX_FILES["train"][0]) else "imagefolder"
+    if fmt != "idx":
+        raise UnsupportedError(f"data.format '{fmt}': this build trains from IDX folders (Fashion-MNIST, MNIST); "
+                               "image folders go through the loader of trugrade.data")
+    from .data import read_idx
+    arrays = {}
+    for split, (images_stem, labels_stem) in IDX_FILES.items():
+        images_path, labels_path = _find_idx(path, images_stem), _find_idx(path, labels_stem)
+        if images_path is None or labels_path is None:
+            if split == "train":
+                raise DatasetError(f"{path}: no {images_stem}[.gz] and {labels_stem}[.gz]; an IDX dataset folder "
+                                   "needs both")
+            continue
+        images = read_idx(images_path)
+        labels = read_idx(labels_path).astype(np.int64)
+        if len(images) != len(labels):
+            raise DatasetError(f"{images_path} holds {len(images)} images but {labels_path} {len(labels)} labels")
+        arrays[split] = (np.ascontiguousarray(images.reshape(len(images), 1, *images.shape[-2:])), labels)
+    images, labels = arrays["train"]
+    fractions = dict(data.split.to_dict())
+    if "test" in arrays:  # the dataset's own test split: divide the training file into train and val only
+        fractions = {"train": fractions["train"], "val": fractions["val"] + fractions["test"], "test": 0.0}
+    parts = _stratified_split(labels, fractions, data.seed)
+    out = {split: (images[idx], labels[idx]) for split, idx in parts.items() if len(idx)}
+    if "test" in arrays:
+        out["test"] = arrays["test"]
+    classes = [str(c) for c in range(int(max(int(labels.max()) + 1, cfg.model.num_classes)))]
+    if int(labels.max()) >= cfg.model.num_classes:
+        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {path} has labels up to "
+                          f"{int(labels.max())}; set model.num_classes to {int(labels.max()) + 1}")
+    return out, classes
+
+
+# config augmentation name -> (trugrade.augment name, {config param: augment param})
+AUGMENT_NAMES = {"rotate90": ("rot90", {}), "rotate": ("affine", {})}
+
+
+def augment_entries(cfg, training):
+    """The config's augmentation list as trugrade.augment transforms; evaluation keeps
+    only resize, center_crop and normalize."""
+    from .config_schema import AUGMENT_EVERY_SPLIT
+    entries = []
+    for item in cfg.data.augment:
+        name, params = item["name"], dict(item.get("params") or {})
+        if not training and name not in AUGMENT_EVERY_SPLIT:
+            continue
+        if name == "random_crop" and params.pop("padding", 0):
+            raise UnsupportedError("data.augment random_crop: padding is not supported; pad with letterbox or "
+                                   "use random_resized_crop")
+        target, renames = AUGMENT_NAMES.get(name, (name, {}))
+        entries.append({"name": target, **{renames.get(k, k): v for k, v in params.items()}})
+    return entries
+
+
+def normalization(cfg):
+    """(mean, std) per channel from the config's normalize step (scaled to [0, 1]), else (0, 1)."""
+    for item in cfg.data.augment:
+        if item["name"] == "normalize":
+            return list(item["params"]["mean"]), list(item["params"]["std"])
+    return [0.0] * cfg.model.in_channels, [1.0] * cfg.model.in_channels
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _fsync_folder(folder):
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save_checkpoint(path, model, trainer, cfg, classes, extra=None):
+    """Weights, buffers, optimizer state and counters in one safetensors file, written to a
+    temporary name, fsynced, renamed, and the folder fsynced."""
+    arrays, counters = trainer.state()
+    tensors = {k: np.asarray(v) for k, v in model.state_dict().items()}
+    tensors.update({f"trainer.{k}": np.asarray(v) for k, v in arrays.items()})
+    mean, std = normalization(cfg)
+    metadata = {
+        "format": "trugrade.checkpoint.v1", "trugrade_version": _version(), "config_hash": configlib.config_hash(cfg),
+        "config": json.dumps(cfg.to_dict()), "arch": cfg.model.arch, "num_classes": cfg.model.num_classes,
+        "in_channels": cfg.model.in_channels, "input_size": cfg.model.input_size, "classes": json.dumps(classes),
+        "normalization": json.dumps({"mean": mean, "std": std}), "counters": json.dumps(counters),
+    }
+    metadata.update(extra or {})
+    safetensors.save(path, tensors, metadata)
+    _fsync_folder(os.path.dirname(os.path.abspath(path)))
+
+
+def load_checkpoint(path):
+    """(tensors, metadata) with metadata's JSON fields decoded."""
+    tensors, metadata = safetensors.load(path)
+    for key in ("config", "classes", "normalization", "counters", "metrics"):
+        if key in metadata:
+            metadata[key] = json.loads(metadata[key])
+    return tensors, metadata
+
+
+def _version():
+    from . import __version__
+    return __version__
+
+
+# --------------------------------------------------------------------------- progress
+
+
+class _Progress:
+    """A tqdm bar per epoch fed by polling the C loop's counters from the main thread."""
+
+    def __init__(self, enabled, epochs, steps_per_epoch, batch_size):
+        self.enabled = enabled
+        self.epochs, self.steps, self.batch = epochs, steps_per_epoch, batch_size
+        self.bar = None
+        self.val_seconds = 0.0
+
+    def start(self, epoch, done):
+        if not self.enabled:
+            return
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            self.enabled = False
+            return
+        self.bar = tqdm(total=self.steps, initial=done, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
+                        leave=True, dynamic_ncols=True)
+        self.started, self.start_step = time.perf_counter(), done
+
+    def update(self, p):
+        if not self.bar:
+            return
+        self.bar.n = p["step_in_epoch"]
+        elapsed = time.perf_counter() - self.started
+        done = p["step_in_epoch"] - self.start_step
+        rate = done * self.batch / elapsed if elapsed > 0 else 0.0
+        remaining_epochs = self.epochs - p["epoch"] - 1
+        step_time = elapsed / done if done else 0.0
+        eta = (self.steps - p["step_in_epoch"]) * step_time + remaining_epochs * (self.steps * step_time +
+                                                                                 self.val_seconds)
+        self.bar.set_postfix_str(f"loss {p['loss']:.4f} lr {p['lr']:.2e} {rate:,.0f} img/s eta {eta:,.0f}s",
+                                 refresh=False)
+        self.bar.refresh()
+
+    def close(self):
+        if self.bar:
+            self.bar.close()
+            self.bar = None
+
+
+def _run_epoch_polled(trainer, progress):
+    """Runs one epoch in a worker thread while this thread updates the bar; Ctrl-C here
+    asks the C loop to stop at the next step and re-raises once it has."""
+    outcome = {}
+
+    def work():
+        try:
+            outcome["loss"] = trainer.run_epoch(catch_sigint=False)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=work, name="trugrade-epoch", daemon=True)
+    thread.start()
+    interrupted = False
+    while thread.is_alive():
+        try:
+            thread.join(0.2)
+            progress.update(trainer.progress())
+        except KeyboardInterrupt:
+            interrupted = True
+            _C.interrupt()
+    progress.update(trainer.progress())
+    if "error" in outcome:
+        raise outcome["error"]
+    if interrupted:
+        raise KeyboardInterrupt
+    return outcome["loss"]
+
+
+def _resources(previous):
+    """CPU %, RSS and disk I/O since `previous` (a snapshot dict)."""
+    now = {"wall": time.time(), "cpu": sum(os.times()[:2])}
+    try:
+        with open("/proc/self/statm") as f:
+            now["rss"] = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        with open("/proc/self/io") as f:
+            io = dict(line.split(": ") for line in f.read().splitlines())
+        now["read"], now["write"] = int(io["read_bytes"]), int(io["write_bytes"])
+    except (OSError, KeyError, ValueError):
+        now.update(rss=0, read=0, write=0)
+    if not previous:
+        return now, {}
+    wall = max(now["wall"] - previous["wall"], 1e-9)
+    return now, {"cpu_percent": 100.0 * (now["cpu"] - previous["cpu"]) / wall, "rss_mb": now["rss"] / 2**20,
+                 "disk_read_mb": (now["read"] - previous["read"]) / 2**20,
+                 "disk_write_mb": (now["write"] - previous["write"]) / 2**20}
+
+
+# --------------------------------------------------------------------------- the run
+
+
+def _resolve(config, overrides, preset):
+    if isinstance(config, configlib.Config):
+        return config
+    if isinstance(overrides, dict):
+        overrides = [f"{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in overrides.items()]
+    if isinstance(config, dict):
+        return configlib.from_mapping(config, overrides=overrides, preset=preset)
+    return configlib.load(config, overrides=overrides, preset=preset)
+
+
+def _run_folder(cfg, name):
+    base = cfg.run.dir
+    name = name or cfg.run.name
+    folder = os.path.join(base, name)
+    suffix = 2
+    while os.path.exists(folder):
+        folder = os.path.join(base, f"{name}-{suffix}")
+        suffix += 1
+    return folder
+
+
+def _find_run(resume, run_dir):
+    for candidate in (resume, os.path.join(run_dir, resume)):
+        if os.path.isfile(os.path.join(candidate, "config.yaml")):
+            return candidate
+    raise TrugradeError(f"resume: no run folder '{resume}' (looked for config.yaml in it and under {run_dir}/)")
+
+
+def _comparable(cfg):
+    d = cfg.to_dict()
+    for key in RESUMABLE_CHANGES:
+        section, field = key.split(".")
+        d[section].pop(field, None)
+    return configlib.config_hash(d)
+
+
+def _better(metric, mode, value, best):
+    if best is None:
+        return True
+    if mode == "auto":
+        mode = "min" if metric.endswith("loss") else "max"
+    return value < best if mode == "min" else value > best
+
+
+def _truncate_metrics(path, global_step, epoch):
+    """Drops metrics.jsonl lines written after the checkpoint a resume starts from."""
+    if not os.path.exists(path):
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "step" in row and row["step"] > global_step:
+                continue
+            if "step" not in row and row.get("epoch", -1) >= epoch:
+                continue
+            kept.append(line if line.endswith("\n") else line + "\n")
+    with open(path, "w") as f:
+        f.writelines(kept)
+
+
+def train(config, overrides=(), preset=None, name=None, resume=None, progress=True, allow_config_change=False,
+          threads=None):
+    """Trains a model from a config (a YAML path, a mapping or a Config) and returns a Run.
+
+    overrides: ["optim.lr=0.01", ...] or {"optim.lr": 0.01}; resume: a run folder or name
+    to continue; allow_config_change: resume even when the config differs from the run's
+    (beyond train.epochs, which may always be raised). Ctrl-C stops at the next step,
+    saves a checkpoint and returns the Run with status "interrupted".
+    """
+    if resume:
+        folder = _find_run(resume, "runs" if config is None else _resolve(config, overrides, preset).run.dir)
+        saved = configlib.load(os.path.join(folder, "config.yaml"))
+        cfg = saved if config is None and not overrides else _resolve(
+            config if config is not None else os.path.join(folder, "config.yaml"), overrides, preset)
+        if _comparable(cfg) != _comparable(saved) and not allow_config_change:
+            raise ConfigError(f"resume {folder}: the config differs from the run's own config.yaml (beyond "
+                              f"{', '.join(RESUMABLE_CHANGES)}); pass allow_config_change=True (--allow-config-change) "
+                              "to resume anyway")
+    else:
+        cfg = _resolve(config, overrides, preset)
+        folder = _run_folder(cfg, name)
+    os.makedirs(os.path.join(folder, "checkpoints"), exist_ok=True)
+    configlib.save_resolved(cfg, os.path.join(folder, "config.yaml"))
+    if threads or cfg.train.threads:
+        _C.set_num_threads(int(threads or cfg.train.threads))
+    run = Run(folder, cfg)
+    splits, classes = load_data(cfg)
+    if cfg.train.bf16:
+        raise UnsupportedError("train.bf16: bfloat16 mixed precision is not wired into the training loop of this "
+                               "build; set train.bf16 to false")
+    if cfg.train.ema_decay is not None:
+        raise UnsupportedError("train.ema_decay: weight EMA is not in this build's training loop; set it to null")
+    if cfg.train.label_smoothing or cfg.train.class_weights is not None or cfg.loss.name != "cross_entropy":
+        raise UnsupportedError("loss: this build's classifiers train with plain cross-entropy; set "
+                               "train.label_smoothing 0, train.class_weights null and loss.name cross_entropy")
+    input_size = cfg.model.input_size
+    model = models.create(cfg.model.arch, num_classes=cfg.model.num_classes, in_channels=cfg.model.in_channels,
+                          input_size=input_size if isinstance(input_size, int) else input_size[0],
+                          dropout=cfg.model.dropout, seed=cfg.train.seed)
+    if cfg.model.pretrained:
+        model.load_state_dict(cfg.model.pretrained, strict=False)
+    if cfg.model.freeze:
+        raise UnsupportedError("model.freeze: layer freezing is not in this build; remove model.freeze")
+    mean, std = normalization(cfg)
+    entries = augment_entries(cfg, training=True)
+    pipeline = None
+    if any(e["name"] != "normalize" for e in entries):
+        from .augment import Pipeline
+        pipeline = Pipeline(entries)._pipeline
+    x_train, y_train = splits["train"]
+    o, s = cfg.optim, cfg.schedule
+    schedule = {"none": "constant"}.get(s.name, s.name)
+    trainer = _C.Trainer(
+        model._c, x_train, y_train, epochs=cfg.train.epochs, batch_size=cfg.data.batch_size, seed=cfg.train.seed,
+        shuffle=True, accumulate=cfg.train.accumulate, grad_clip_norm=cfg.train.grad_clip_norm or 0.0,
+        grad_clip_value=cfg.train.grad_clip_value or 0.0, lr=o.lr, optimizer=o.name, momentum=o.momentum,
+        nesterov=o.nesterov, beta1=o.betas[0], beta2=o.betas[1], eps=o.eps, weight_decay=o.weight_decay,
+        decay_norm_and_bias=not o.no_decay_on_norm_and_bias, schedule=schedule, gamma=s.gamma,
+        step_size=s.step_size, milestones=list(s.milestones), min_lr=s.min_lr, warmup_epochs=s.warmup_epochs,
+        pct_start=s.pct_start, factor=s.factor, patience=s.patience, **({"max_lr": s.max_lr} if s.max_lr else {}),
+        mean=mean, std=std, pipeline=pipeline)
+    for group in o.param_groups:
+        if trainer.set_lr_scale(group["pattern"], group["lr"] / o.lr) == 0:
+            raise ConfigError(f"optim.param_groups: pattern '{group['pattern']}' matches no parameter of "
+                              f"{cfg.model.arch} (names look like {sorted(model.state_dict())[0]!r})")
+    checkpoints = os.path.join(folder, "checkpoints")
+    best_metric, best_value, stale = cfg.checkpoint.best_metric, None, 0
+    stopper = cfg.train.early_stopping
+    if resume:
+        tensors, meta = load_checkpoint(os.path.join(checkpoints, LAST))
+        model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("trainer.")})
+        trainer.load_state({k[len("trainer."):]: v for k, v in tensors.items() if k.startswith("trainer.")},
+                           meta["counters"])
+        best_value, stale = meta.get("best_value"), int(meta.get("stale", 0))
+        best_value = None if best_value in (None, "None") else float(best_value)
+        _truncate_metrics(os.path.join(folder, "metrics.jsonl"), meta["counters"]["global_step"],
+                          meta["counters"]["epoch"])
+        metrics_path = os.path.join(folder, "metrics.jsonl")
+        if os.path.exists(metrics_path):
+            with open(metrics_path) as f:
+                run.metrics = [json.loads(line) for line in f if '"train_loss"' in line]
+    steps_per_epoch = trainer.progress()["steps_per_epoch"]
+    bar = _Progress(progress, cfg.train.epochs, steps_per_epoch, cfg.data.batch_size)
+    recorder = RunRecorder(folder, cfg, threads=_C.get_num_threads())
+    snapshot, _ = _resources(None)
+
+    def checkpoint_extra():
+        return {"best_value": str(best_value), "stale": str(stale)}
+
+    try:
+        while trainer.progress()["epoch"] < cfg.train.epochs:
+            state = trainer.progress()
+            epoch, done = state["epoch"], state["step_in_epoch"]
+            bar.start(epoch, done)
+            started = time.perf_counter()
+            try:
+                train_loss = _run_epoch_polled(trainer, bar)
+            except KeyboardInterrupt:
+                bar.close()
+                save_checkpoint(os.path.join(checkpoints, LAST), model, trainer, cfg, classes, checkpoint_extra())
+                run.status = "interrupted"
+                run.last_checkpoint = os.path.join(checkpoints, LAST)
+                if trainer.progress()["step_in_epoch"] > done:
+                    _log_steps(recorder, trainer, epoch, done, steps_per_epoch)
+                recorder.finish("interrupted")
+                return run
+            finally:
+                bar.close()
+            train_seconds = time.perf_counter() - started
+            _log_steps(recorder, trainer, epoch, done, steps_per_epoch)
+            row = {"epoch": epoch, "train_loss": float(train_loss), "epoch_seconds": train_seconds,
+                   "images_per_second": len(x_train) / train_seconds if train_seconds else 0.0}
+            if "val" in splits and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
+                started = time.perf_counter()
+                row.update(_evaluate(trainer, *splits["val"], prefix="val_"))
+                bar.val_seconds = time.perf_counter() - started
+                trainer.observe(row.get(s.metric, row["val_loss"]))
+            snapshot, usage = _resources(snapshot)
+            row.update(usage)
+            run.metrics.append(row)
+            recorder.log_metrics(epoch=epoch, **{k: v for k, v in row.items() if k != "epoch"})
+            if best_metric and best_metric in row and _better(best_metric, cfg.checkpoint.best_mode, row[best_metric],
+                                                              best_value):
+                best_value = row[best_metric]
+                save_checkpoint(os.path.join(checkpoints, BEST), model, trainer, cfg, classes,
+                                {**checkpoint_extra(), "metrics": json.dumps(row)})
+                run.best_checkpoint = os.path.join(checkpoints, BEST)
+            if stopper and stopper.metric in row:
+                stale = _early_stop_update(stopper, row[stopper.metric], run.metrics, stale)
+            every = cfg.checkpoint.every
+            if every and (epoch + 1) % every == 0:
+                save_checkpoint(os.path.join(checkpoints, f"epoch-{epoch + 1:04d}.safetensors"), model, trainer, cfg,
+                                classes, checkpoint_extra())
+                _keep_last(checkpoints, cfg.checkpoint.keep_last)
+            save_checkpoint(os.path.join(checkpoints, LAST), model, trainer, cfg, classes, checkpoint_extra())
+            run.last_checkpoint = os.path.join(checkpoints, LAST)
+            if stopper and stale >= stopper.patience:
+                break
+        run.status = "completed"
+    except TrugradeError as exc:
+        run.status, run.error = "failed", str(exc)
+        recorder.finish("failed", error=str(exc))
+        raise
+    if run.best_checkpoint is None and os.path.exists(os.path.join(checkpoints, BEST)):
+        run.best_checkpoint = os.path.join(checkpoints, BEST)
+    if "test" in splits:
+        if run.best_checkpoint:
+            tensors, _ = load_checkpoint(run.best_checkpoint)
+            model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("trainer.")})
+        x_test, y_test = splits["test"]
+        logits, test_loss = trainer.evaluate(x_test, y_test)
+        probabilities = metriclib.softmax(np.asarray(logits))
+        run.test = metriclib.classification_report(y_test, probabilities, cfg.model.num_classes)
+        run.test["loss"] = float(test_loss)
+        recorder.log_metrics(epoch=len(run.metrics), test_loss=float(test_loss), test_accuracy=run.test["accuracy"])
+        from .report import write_report
+        run.report_path = write_report(run, classes, x_test, y_test, probabilities, mean, std)
+    recorder.finish("completed")
+    return run
+
+
+def _evaluate(trainer, images, labels, prefix):
+    logits, loss = trainer.evaluate(images, labels)
+    probabilities = metriclib.softmax(np.asarray(logits))
+    predicted = probabilities.argmax(1)
+    prf = metriclib.precision_recall_f1(labels, predicted, probabilities.shape[1])
+    return {f"{prefix}loss": float(loss), f"{prefix}accuracy": metriclib.accuracy(labels, predicted),
+            f"{prefix}f1": prf["macro"]["f1"], f"{prefix}precision": prf["macro"]["precision"],
+            f"{prefix}recall": prf["macro"]["recall"]}
+
+
+def _log_steps(recorder, trainer, epoch, first, steps_per_epoch):
+    """Writes the loss and lr of this epoch's batches from index `first` on (those before
+    were logged by the run a resume continues)."""
+    losses, lrs = (np.asarray(a) for a in trainer.step_log())
+    for i in range(first, len(losses)):
+        recorder.log_metrics(step=epoch * steps_per_epoch + i + 1, epoch=epoch, loss=float(losses[i]),
+                             lr=float(lrs[i]))
+
+
+def _early_stop_update(stopper, value, history, stale):
+    metric, mode = stopper.metric, stopper.mode
+    if mode == "auto":
+        mode = "min" if metric.endswith("loss") else "max"
+    previous = [row[metric] for row in history[:-1] if metric in row]
+    if not previous:
+        return 0
+    best = min(previous) if mode == "min" else max(previous)
+    improved = value < best - stopper.min_delta if mode == "min" else value > best + stopper.min_delta
+    return 0 if improved else stale + 1
+
+
+def _keep_last(folder, keep):
+    if not keep:
+        return
+    periodic = sorted(glob.glob(os.path.join(folder, "epoch-*.safetensors")))
+    for path in periodic[:-keep]:
+        os.remove(path)
