@@ -4,6 +4,7 @@ from .errors import (ConfigError, DatasetError, DecodeError, DTypeError, OutOfMe
 from . import _C
 from . import config
 from . import ops
+from . import data
 from . import datasets
 from ._C import Graph
 from .data import probe_image, read_idx, read_image
@@ -14,6 +15,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Graph", "Tensor", "datasets", "ops", "get_num_threads", "set_num_threads", "probe_image", "read_idx",
+    "Graph", "Tensor", "data", "datasets", "ops", "get_num_threads", "set_num_threads", "probe_image", "read_idx",
     "read_image",
 ]
