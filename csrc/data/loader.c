@@ -605,6 +605,8 @@ void tg_loader_destroy(tg_loader *L)
 
 int64_t tg_loader_size(const tg_loader *L) { return L->n; }
 
+int64_t tg_loader_batch_size(const tg_loader *L) { return L->options.batch_size; }
+
 void tg_loader_sample_shape(const tg_loader *L, int64_t shape[3], int *segmentation)
 {
     shape[0] = L->channels, shape[1] = L->height, shape[2] = L->width;

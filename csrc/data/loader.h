@@ -97,8 +97,9 @@ tg_status tg_loader_create(const tg_manifest *manifest, const tg_augment_pipelin
 /* Stops and joins the workers and frees everything (NULL is fine). */
 void tg_loader_destroy(tg_loader *loader);
 
-/* Samples in the split. */
+/* Samples in the split; samples in a full batch. */
 int64_t tg_loader_size(const tg_loader *loader);
+int64_t tg_loader_batch_size(const tg_loader *loader);
 
 /* Output image shape (C, H, W) and whether targets are masks [H, W] (1) or labels (0). */
 void tg_loader_sample_shape(const tg_loader *loader, int64_t shape[3], int *segmentation);

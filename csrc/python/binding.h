@@ -111,5 +111,24 @@ PyObject *tg_py_probe_image(PyObject *self, PyObject *arg);
     {"read_idx", (PyCFunction)(void (*)(void))tg_py_read_idx, METH_VARARGS | METH_KEYWORDS,      \
      "read_idx(path, max_pixels=0) -> Tensor (N, H, W) uint8 or (N,) int64"},                   \
     {"probe_image", tg_py_probe_image, METH_O, "probe_image(path) -> dict of the header"},
+/* The batch loader (loader.c). */
+struct tg_loader;
+struct tg_loader *tg_py_loader_of(PyObject *capsule);   /* NULL with an exception when not a loader */
+PyObject *tg_py_loader_create(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_loader_info(PyObject *self, PyObject *capsule);
+PyObject *tg_py_loader_stats(PyObject *self, PyObject *capsule);
+PyObject *tg_py_loader_start_epoch(PyObject *self, PyObject *args);
+PyObject *tg_py_loader_next(PyObject *self, PyObject *capsule);
+PyObject *tg_py_loader_skipped(PyObject *self, PyObject *capsule);
+#define TG_PY_LOADER_METHODS                                                                              \
+    {"loader_create", (PyCFunction)(void (*)(void))tg_py_loader_create, METH_VARARGS | METH_KEYWORDS,     \
+     "loader_create(manifest_json, pipeline, split, batch_size, workers=2, ring_depth=0, sampler, seed, "  \
+     "cache_bytes, on_bad_file, channels) -> loader capsule"},                                            \
+    {"loader_info", tg_py_loader_info, METH_O, "loader_info(loader) -> dict of size, shape, ring"},      \
+    {"loader_stats", tg_py_loader_stats, METH_O, "loader_stats(loader) -> dict of ring, cache, decoded"}, \
+    {"loader_start_epoch", tg_py_loader_start_epoch, METH_VARARGS,                                        \
+     "loader_start_epoch(loader, epoch) -> number of batches"},                                           \
+    {"loader_next", tg_py_loader_next, METH_O, "loader_next(loader) -> (images, targets, indices) or None"}, \
+    {"loader_skipped", tg_py_loader_skipped, METH_O, "loader_skipped(loader) -> [{index, path, message}]"},
 
 #endif
