@@ -1,11 +1,13 @@
 /* train.c (binding): trugrade._C.Trainer, the C training loop over in-memory
- * arrays, one epoch per call, its progress readable from another thread. */
+ * arrays or a batch loader (trugrade.data.Loader's capsule), one epoch per call,
+ * its progress readable from another thread. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
 #include <string.h>
 
 #include "../core/threads.h"
+#include "../data/loader.h"
 #include "../train/trainer.h"
 #include "binding.h"
 
@@ -15,6 +17,7 @@ typedef struct {
     tg_tensor images, labels;
     tg_memory_source memory;
     PyObject *model;     /* keeps the model alive */
+    PyObject *loader;    /* keeps the loader capsule alive, or NULL */
     int ready;
 } TrainerObject;
 
@@ -126,21 +129,39 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "a Trainer is initialised once");
         return -1;
     }
-    if (tg_py_tensor_from_object(images, &t->images, "images") != 0) return -1;
-    if (tg_py_tensor_from_object(labels, &t->labels, "labels") != 0) return -1;
-    t->memory.images = &t->images;
-    t->memory.labels = &t->labels;
-    int64_t channels = t->images.ndim == 4 ? t->images.shape[1] : 1;
-    if (parse_channels(kwargs ? PyDict_GetItemString(kwargs, "mean") : NULL, t->memory.mean, channels, 0.0f, "mean") != 0 ||
-        parse_channels(kwargs ? PyDict_GetItemString(kwargs, "std") : NULL, t->memory.std, channels, 1.0f, "std") != 0)
-        return -1;
     tg_batch_source source;
-    tg_status status = tg_memory_source_bind(&t->memory, &source);
+    tg_status status;
+    tg_train_options options = {.epochs = 1, .batch_size = 64, .shuffle = 1, .accumulate = 1};
+    if (labels == Py_None && PyCapsule_CheckExact(images)) {
+        /* Trainer(model, loader, None): batches from the loader, which normalises them itself */
+        struct tg_loader *loader = tg_py_loader_of(images);
+        if (!loader) return -1;
+        int64_t shape[3];
+        int segmentation;
+        tg_loader_sample_shape(loader, shape, &segmentation);
+        if (parse_channels(NULL, t->memory.mean, shape[0], 0.0f, "mean") != 0 ||
+            parse_channels(NULL, t->memory.std, shape[0], 1.0f, "std") != 0)
+            return -1;
+        status = tg_loader_source(loader, &source);
+        options.batch_size = tg_loader_batch_size(loader);
+        t->loader = Py_NewRef(images);
+    } else {
+        if (tg_py_tensor_from_object(images, &t->images, "images") != 0) return -1;
+        if (tg_py_tensor_from_object(labels, &t->labels, "labels") != 0) return -1;
+        t->memory.images = &t->images;
+        t->memory.labels = &t->labels;
+        int64_t channels = t->images.ndim == 4 ? t->images.shape[1] : 1;
+        if (parse_channels(kwargs ? PyDict_GetItemString(kwargs, "mean") : NULL, t->memory.mean, channels, 0.0f,
+                           "mean") != 0 ||
+            parse_channels(kwargs ? PyDict_GetItemString(kwargs, "std") : NULL, t->memory.std, channels, 1.0f,
+                           "std") != 0)
+            return -1;
+        status = tg_memory_source_bind(&t->memory, &source);
+    }
     if (status != TG_STATUS_OK) {
         tg_py_raise(status);
         return -1;
     }
-    tg_train_options options = {.epochs = 1, .batch_size = 64, .shuffle = 1, .accumulate = 1};
     PyObject *v;
     if (kwargs && (v = PyDict_GetItemString(kwargs, "epochs"))) options.epochs = PyLong_AsLongLong(v);
     if (kwargs && (v = PyDict_GetItemString(kwargs, "batch_size"))) options.batch_size = PyLong_AsLongLong(v);
@@ -174,6 +195,7 @@ static void trainer_dealloc(PyObject *self)
     tg_tensor_free(&t->images);
     tg_tensor_free(&t->labels);
     Py_XDECREF(t->model);
+    Py_XDECREF(t->loader);
     Py_TYPE(self)->tp_free(self);
 }
 
@@ -265,7 +287,8 @@ PyTypeObject tg_py_trainer_type = {
     .tp_basicsize = sizeof(TrainerObject),
     .tp_dealloc = trainer_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Trainer(model, images, labels, **options): the C training loop over in-memory arrays",
+    .tp_doc = "Trainer(model, images, labels, **options): the C training loop over in-memory arrays; "
+               "Trainer(model, loader, None, **options) takes its batches from a trugrade.data.Loader's _loader",
     .tp_methods = trainer_methods,
     .tp_init = trainer_init,
     .tp_new = PyType_GenericNew,
