@@ -67,6 +67,7 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_DECODERS))
 
 bench: setup
 	$(PYTHON) -m trugrade.bench ops
+	$(PYTHON) -m trugrade.bench data
 
 clean:
 	rm -rf build .build-stamp trugrade/_C*.so *.egg-info

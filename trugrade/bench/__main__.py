@@ -5,6 +5,7 @@ import importlib
 # section -> modules of trugrade.bench whose run(args) it calls, in order
 SECTIONS = {
     "ops": ["gemm", "conv", "overhead"],
+    "data": ["data"],
 }
 
 
