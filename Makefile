@@ -42,7 +42,7 @@ test-py:
 FUZZ_CC ?= clang
 FUZZ_SECONDS ?= 60
 FUZZ_DECODERS := png jpeg dicom idx npy
-FUZZ_SOURCES := csrc/core/status.c csrc/core/tensor.c $(wildcard csrc/data/*.c)
+FUZZ_SOURCES := csrc/core/status.c csrc/core/tensor.c csrc/core/threads.c $(wildcard csrc/data/*.c)
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all \
 	-fno-omit-frame-pointer
 
@@ -50,7 +50,7 @@ build/fuzz/fuzz_%: csrc/fuzz/fuzz_%.c $(FUZZ_SOURCES) $(wildcard csrc/data/*.h c
 	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { echo "make fuzz: '$(FUZZ_CC)' not found; install clang and \
 	libclang-rt-14-dev (apt-get install clang libclang-rt-14-dev) or set FUZZ_CC"; exit 1; }
 	@mkdir -p build/fuzz
-	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SOURCES) $(shell pkg-config --cflags --libs libpng libjpeg zlib) -lm
+	$(FUZZ_CC) $(FUZZ_FLAGS) -o $@ $< $(FUZZ_SOURCES) $(shell pkg-config --cflags --libs libpng libjpeg yaml-0.1 zlib) -lm
 
 fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_DECODERS))
 	@failed=""; for d in $(FUZZ_DECODERS); do \
@@ -67,6 +67,7 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_DECODERS))
 
 bench: setup
 	$(PYTHON) -m trugrade.bench ops
+	$(PYTHON) -m trugrade.bench data
 
 clean:
 	rm -rf build .build-stamp trugrade/_C*.so *.egg-info

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 import trugrade
-from trugrade import datasets
+from trugrade import data as datasets
 
 _counter = [0]
 
@@ -421,3 +421,29 @@ def test_sampler_uses_the_split(tmp_path):
     assert sorted(val.tolist()) == [i for i, s in enumerate(ds.samples) if s["split"] == "val"]
     with pytest.raises(trugrade.TrugradeValueError, match="kind"):
         datasets.sampler_indices(ds, "random")
+
+
+def test_scan_probes_sizes_and_notes_unreadable_headers(tmp_path):
+    for c in ("a", "b"):
+        for i in range(3):
+            image(str(tmp_path / c / f"{i}.png"), size=(10 + i, 7))
+    image(str(tmp_path / "a" / "gray.jpg"), fmt="JPEG")
+    write(str(tmp_path / "b" / "broken.png"), "not a png at all")
+    ds = datasets.scan(tmp_path)
+    samples = by_path(ds)
+    assert "b/broken.png" not in samples
+    assert "header cannot be read" in notes_of(ds)["b/broken.png"]
+    assert (samples["a/2.png"]["width"], samples["a/2.png"]["height"], samples["a/2.png"]["channels"]) == (12, 7, 3)
+    assert all(s["width"] > 0 and s["height"] > 0 and s["channels"] > 0 for s in ds.samples)
+    assert trugrade.datasets.scan is trugrade.data.scan
+
+
+def test_scan_notes_masks_of_another_size(tmp_path):
+    os.makedirs(tmp_path / "masks")
+    for i in range(3):
+        image(str(tmp_path / "images" / f"{i}.png"), size=(8, 6))
+        Image.fromarray(np.zeros((6, 8 if i else 9), np.uint8)).save(tmp_path / "masks" / f"{i}.png")
+    ds = datasets.scan(tmp_path)
+    # the sample stays (the validator measures its mask) and the note names the mask and both sizes
+    assert [s["path"] for s in ds.samples] == ["images/0.png", "images/1.png", "images/2.png"]
+    assert "9 x 6" in notes_of(ds)["masks/0.png"] and "8 x 6" in notes_of(ds)["masks/0.png"]

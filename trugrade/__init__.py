@@ -5,6 +5,7 @@ from . import _C
 from . import config
 from . import models
 from . import ops
+from . import data
 from . import datasets
 from ._C import Graph
 from .data import probe_image, read_idx, read_image
@@ -17,6 +18,6 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "RegistryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Graph", "Tensor", "config", "datasets", "models", "ops", "get_num_threads", "set_num_threads", "probe_image",
-    "read_idx", "read_image", "validate_dataset", "validator",
+    "Graph", "Tensor", "config", "data", "datasets", "models", "ops", "get_num_threads", "set_num_threads",
+    "probe_image", "read_idx", "read_image", "validate_dataset", "validator",
 ]

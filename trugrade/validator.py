@@ -251,17 +251,34 @@ class _Measure:
                               "height": ints[:, 3], "max_value": None, "above": None, "histogram": None}
 
 
+def _header_failures(ds):
+    """(path, kind, message) of the files the scan skipped because their header cannot be read."""
+    failed = []
+    for note in ds.notes:
+        if "header cannot be read" in note["reason"]:
+            try:
+                size = os.path.getsize(os.path.join(ds.root, note["path"]))
+            except OSError:
+                size = -1
+            status = "io" if size < 0 else "decode"
+            failed.append((note["path"], _failure_kind(status, note["reason"], size), note["reason"]))
+    return failed
+
+
 def _check_format(ds, m, t, out):
     failures = {}
-    for i, status in enumerate(m.status):
+    for i, status in enumerate(m.status if m is not None else ()):
         if status != "ok":
             kind = _failure_kind(status, m.message[i], int(m.size_bytes[i]))
-            failures.setdefault(kind, []).append(i)
+            failures.setdefault(kind, []).append((m.paths[i], m.message[i]))
+    for path, kind, message in _header_failures(ds):
+        failures.setdefault(kind, []).append((path, message))
     for kind, rows in failures.items():
         text, fix = FAILURE_TEXT[kind]
-        files = [m.paths[i] for i in rows]
-        out.append(Finding("format", kind, "fatal", text.format(n=len(rows)), fix, files,
-                           {"messages": {m.paths[i]: m.message[i] for i in rows}}))
+        out.append(Finding("format", kind, "fatal", text.format(n=len(rows)), fix, [p for p, _ in rows],
+                           {"messages": dict(rows)}))
+    if m is None:
+        return
     wrong = [i for i in np.flatnonzero(m.ext_mismatch & m.ok)]
     if wrong:
         out.append(Finding("format", "wrong_extension", "warning",
@@ -295,6 +312,8 @@ def _check_format(ds, m, t, out):
 
 NOTE_RULES = (  # (words in the scan's reason, kind, severity, fix); kind None: left to another check
     ("same content as", None, None, None),
+    ("header cannot be read", None, None, None),
+    ("mask problem (sample kept", None, None, None),
     ("not in the yaml's names", "label_outside_classes", "fatal",
      "Add the class to the names of the yaml, or correct the class id on that line."),
     ("not found beside it", "annotation_missing_image", "warning",
@@ -808,7 +827,7 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
             if ok.any():
                 stats["image_size_median"] = [int(np.median(m.width[ok])), int(np.median(m.height[ok]))]
                 stats["channels"] = {int(c): int(n) for c, n in zip(*np.unique(m.channels[ok], return_counts=True))}
-        if "format" in wanted and m is not None:
+        if "format" in wanted:
             _check_format(ds, m, t, findings)
         if "labels" in wanted:
             _check_notes(ds, findings)

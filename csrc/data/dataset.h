@@ -4,9 +4,10 @@
  * the rules), hashes every image, assigns splits and returns a tg_manifest;
  * tg_manifest_write saves it as pretty-printed JSON and tg_manifest_read loads
  * and checks one (manifest.c documents the format). Scanning never decodes
- * pixels: width/height/channels stay 0 until tg_dataset_probe_sizes fills them
+ * pixels: tg_dataset_probe_sizes (called by the scan) fills width/height/channels
  * from the image headers. What the scan skipped (hidden files, non-images, empty
- * class folders, unreadable or unmatched files) is listed in `notes`, never indexed. */
+ * class folders, unreadable or unmatched files, images whose header cannot be read)
+ * is listed in `notes`, never indexed. */
 #ifndef TG_DATASET_H
 #define TG_DATASET_H
 
@@ -59,7 +60,7 @@ typedef struct tg_sample {
     tg_split split;
     uint64_t content_hash;  /* XXH64 of the file's bytes */
     int64_t size_bytes;
-    int64_t width, height, channels; /* 0 until tg_dataset_probe_sizes */
+    int64_t width, height, channels; /* from the header (tg_dataset_probe_sizes); 0: not probed */
 } tg_sample;
 
 typedef struct tg_note {
@@ -92,8 +93,10 @@ typedef struct tg_scan_options {
  * (the message says what was found and what the layouts look like). */
 tg_status tg_dataset_scan(const char *root, const tg_scan_options *options, tg_manifest *out);
 
-/* Reads each sample's image header (tg_image_probe) into width/height/channels. */
-tg_status tg_dataset_probe_sizes(tg_manifest *manifest);
+/* Reads each sample's image header (tg_image_probe) into width/height/channels and
+ * checks masks have their image's size. drop_unreadable = 1: such failures leave the
+ * sample out with a note (what the scan does); 0: the first one is the error. */
+tg_status tg_dataset_probe_sizes(tg_manifest *manifest, int drop_unreadable);
 
 /* Assigns samples whose split is TG_SPLIT_NONE: stratified per class, duplicates
  * (same content hash) kept together, deterministic in `seed` (split.c). */

@@ -35,8 +35,10 @@
  *     Folders beside class folders with no image below them are reported as empty
  *     class folders. At least two classes are needed.
  * Samples found under split folders keep that split; the others are assigned by
- * tg_dataset_assign_splits. Every sample's bytes are hashed (XXH64), in parallel.
- * Scanning does not decode images and does not follow symbolic links to folders. */
+ * tg_dataset_assign_splits. Every sample's bytes are hashed (XXH64) and its header
+ * probed for width/height/channels (dataset_probe.c: a sample whose header cannot be
+ * read becomes a note), in parallel, before splits are assigned. Scanning does not
+ * decode pixels and does not follow symbolic links to folders. */
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -914,6 +916,8 @@ static tg_status scan_into(scan_tree *tree, const tg_scan_options *options)
     if (!applied || m->n_samples == 0) return no_layout_error(tree);
     TG_TRY(note_leftovers(tree));
     TG_TRY(hash_samples(tree));
+    TG_TRY(tg_dataset_probe_sizes(m, 1));
+    if (m->n_samples == 0) return no_layout_error(tree);
     qsort(m->samples, (size_t)m->n_samples, sizeof *m->samples, compare_samples);
     for (int64_t i = 0; i < m->n_samples; i++) m->splits_from_folders |= m->samples[i].split != TG_SPLIT_NONE;
     double ratios[TG_SPLIT_COUNT] = {0.7, 0.15, 0.15};

@@ -126,5 +126,24 @@ PyObject *tg_py_near_duplicate_pairs(PyObject *self, PyObject *args);
      "validate_masks(paths, max_pixels=0) -> dict of columns"},                                          \
     {"near_duplicate_pairs", tg_py_near_duplicate_pairs, METH_VARARGS,                                   \
      "near_duplicate_pairs(hashes int64 [n], max_distance) -> Tensor int64 [pairs, 3] of (i, j, bits)"},
+/* The batch loader (loader.c). */
+struct tg_loader;
+struct tg_loader *tg_py_loader_of(PyObject *capsule);   /* NULL with an exception when not a loader */
+PyObject *tg_py_loader_create(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_loader_info(PyObject *self, PyObject *capsule);
+PyObject *tg_py_loader_stats(PyObject *self, PyObject *capsule);
+PyObject *tg_py_loader_start_epoch(PyObject *self, PyObject *args);
+PyObject *tg_py_loader_next(PyObject *self, PyObject *capsule);
+PyObject *tg_py_loader_skipped(PyObject *self, PyObject *capsule);
+#define TG_PY_LOADER_METHODS                                                                              \
+    {"loader_create", (PyCFunction)(void (*)(void))tg_py_loader_create, METH_VARARGS | METH_KEYWORDS,     \
+     "loader_create(manifest_json, pipeline, split, batch_size, workers=2, ring_depth=0, sampler, seed, "  \
+     "cache_bytes, on_bad_file, channels) -> loader capsule"},                                            \
+    {"loader_info", tg_py_loader_info, METH_O, "loader_info(loader) -> dict of size, shape, ring"},      \
+    {"loader_stats", tg_py_loader_stats, METH_O, "loader_stats(loader) -> dict of ring, cache, decoded"}, \
+    {"loader_start_epoch", tg_py_loader_start_epoch, METH_VARARGS,                                        \
+     "loader_start_epoch(loader, epoch) -> number of batches"},                                           \
+    {"loader_next", tg_py_loader_next, METH_O, "loader_next(loader) -> (images, targets, indices) or None"}, \
+    {"loader_skipped", tg_py_loader_skipped, METH_O, "loader_skipped(loader) -> [{index, path, message}]"},
 
 #endif

@@ -311,6 +311,7 @@ static PyMethodDef module_methods[] = {
     TG_PY_DATASET_METHODS
     TG_PY_IMAGE_METHODS
     TG_PY_VALIDATE_METHODS
+    TG_PY_LOADER_METHODS
     {NULL, NULL, 0, NULL},
 };
 

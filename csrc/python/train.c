@@ -1,5 +1,6 @@
 /* train.c (binding): trugrade._C.Trainer, the C training loop over in-memory
- * arrays, one epoch per call, its progress readable from another thread. */
+ * arrays or a batch loader (trugrade.data.Loader's capsule), one epoch per call,
+ * its progress readable from another thread. */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 
@@ -8,6 +9,7 @@
 
 #include "../core/threads.h"
 #include "../data/augment.h"
+#include "../data/loader.h"
 #include "../train/trainer.h"
 #include "binding.h"
 
@@ -19,6 +21,7 @@ typedef struct {
     int bound;           /* memory holds scratch from tg_memory_source_bind */
     PyObject *model;     /* keeps the model alive */
     PyObject *pipeline;  /* keeps the augment pipeline alive */
+    PyObject *loader;    /* keeps the loader capsule alive, or NULL */
     int ready;
 } TrainerObject;
 
@@ -131,30 +134,51 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
         PyErr_SetString(PyExc_RuntimeError, "a Trainer is initialised once");
         return -1;
     }
-    if (tg_py_tensor_from_object(images, &t->images, "images") != 0) return -1;
-    if (tg_py_tensor_from_object(labels, &t->labels, "labels") != 0) return -1;
-    t->memory.images = &t->images;
-    t->memory.labels = &t->labels;
-    int64_t channels = t->images.ndim == 4 ? t->images.shape[1] : 1;
-    if (parse_channels(kwargs ? PyDict_GetItemString(kwargs, "mean") : NULL, t->memory.mean, channels, 0.0f, "mean") != 0 ||
-        parse_channels(kwargs ? PyDict_GetItemString(kwargs, "std") : NULL, t->memory.std, channels, 1.0f, "std") != 0)
-        return -1;
-    PyObject *pipeline = kwargs ? PyDict_GetItemString(kwargs, "pipeline") : NULL;
-    if (pipeline && pipeline != Py_None && !(t->memory.pipeline = tg_py_augment_pipeline_of(pipeline))) return -1;
-    if (kwargs && (v0 = PyDict_GetItemString(kwargs, "seed"))) t->memory.seed = PyLong_AsUnsignedLongLong(v0);
-    if (kwargs && (v0 = PyDict_GetItemString(kwargs, "batch_size"))) max_batch = PyLong_AsLongLong(v0);
-    if (PyErr_Occurred()) return -1;
     tg_batch_source source;
-    tg_status status = tg_memory_source_bind(&t->memory, max_batch, &source);
+    tg_status status;
+    PyObject *pipeline = NULL;
+    tg_train_options options = {.epochs = 1, .batch_size = 64, .shuffle = 1, .accumulate = 1};
+    if (labels == Py_None && PyCapsule_CheckExact(images)) {
+        /* Trainer(model, loader, None): batches from the loader, which normalises them itself */
+        struct tg_loader *loader = tg_py_loader_of(images);
+        if (!loader) return -1;
+        int64_t shape[3];
+        int segmentation;
+        tg_loader_sample_shape(loader, shape, &segmentation);
+        if (parse_channels(NULL, t->memory.mean, shape[0], 0.0f, "mean") != 0 ||
+            parse_channels(NULL, t->memory.std, shape[0], 1.0f, "std") != 0)
+            return -1;
+        status = tg_loader_source(loader, &source);
+        options.batch_size = tg_loader_batch_size(loader);
+        t->loader = Py_NewRef(images);
+    } else {
+        if (tg_py_tensor_from_object(images, &t->images, "images") != 0) return -1;
+        if (tg_py_tensor_from_object(labels, &t->labels, "labels") != 0) return -1;
+        t->memory.images = &t->images;
+        t->memory.labels = &t->labels;
+        int64_t channels = t->images.ndim == 4 ? t->images.shape[1] : 1;
+        if (parse_channels(kwargs ? PyDict_GetItemString(kwargs, "mean") : NULL, t->memory.mean, channels, 0.0f,
+                           "mean") != 0 ||
+            parse_channels(kwargs ? PyDict_GetItemString(kwargs, "std") : NULL, t->memory.std, channels, 1.0f,
+                           "std") != 0)
+            return -1;
+        pipeline = kwargs ? PyDict_GetItemString(kwargs, "pipeline") : NULL;
+        if (pipeline && pipeline != Py_None && !(t->memory.pipeline = tg_py_augment_pipeline_of(pipeline))) return -1;
+        if (kwargs && (v0 = PyDict_GetItemString(kwargs, "seed"))) t->memory.seed = PyLong_AsUnsignedLongLong(v0);
+        if (kwargs && (v0 = PyDict_GetItemString(kwargs, "batch_size"))) max_batch = PyLong_AsLongLong(v0);
+        if (PyErr_Occurred()) return -1;
+        status = tg_memory_source_bind(&t->memory, max_batch, &source);
+        t->bound = status == TG_STATUS_OK;
+    }
     if (status != TG_STATUS_OK) {
         tg_py_raise(status);
         return -1;
     }
-    t->bound = 1;
     const tg_tensor *input = &tg_py_model_of(model)->graph.nodes[tg_py_model_of(model)->input].value;
     int64_t wanted = input->shape[1] * input->shape[2] * input->shape[3];
-    int64_t given = t->memory.pipeline ? t->memory.output_elements
-                                       : t->images.shape[1] * t->images.shape[2] * t->images.shape[3];
+    int64_t given = t->loader ? wanted
+                    : t->memory.pipeline ? t->memory.output_elements
+                                         : t->images.shape[1] * t->images.shape[2] * t->images.shape[3];
     if (given != wanted) {
         tg_py_raise(tg_error(TG_STATUS_SHAPE, "the model takes %lld x %lld x %lld inputs but the %s gives %lld values "
                              "per image; resize in the augment pipeline", (long long)input->shape[1],
@@ -162,7 +186,6 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
                              t->memory.pipeline ? "augment pipeline" : "data", (long long)given));
         return -1;
     }
-    tg_train_options options = {.epochs = 1, .batch_size = 64, .shuffle = 1, .accumulate = 1};
     PyObject *v;
     if (kwargs && (v = PyDict_GetItemString(kwargs, "epochs"))) options.epochs = PyLong_AsLongLong(v);
     if (kwargs && (v = PyDict_GetItemString(kwargs, "batch_size"))) options.batch_size = PyLong_AsLongLong(v);
@@ -185,7 +208,7 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
         return -1;
     }
     t->model = Py_NewRef(model);
-    t->pipeline = pipeline ? Py_NewRef(pipeline) : NULL;
+    t->pipeline = pipeline && pipeline != Py_None ? Py_NewRef(pipeline) : NULL;
     t->ready = 1;
     return 0;
 }
@@ -199,6 +222,7 @@ static void trainer_dealloc(PyObject *self)
     tg_tensor_free(&t->labels);
     Py_XDECREF(t->model);
     Py_XDECREF(t->pipeline);
+    Py_XDECREF(t->loader);
     Py_TYPE(self)->tp_free(self);
 }
 
@@ -427,7 +451,8 @@ PyTypeObject tg_py_trainer_type = {
     .tp_basicsize = sizeof(TrainerObject),
     .tp_dealloc = trainer_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,
-    .tp_doc = "Trainer(model, images, labels, **options): the C training loop over in-memory arrays",
+    .tp_doc = "Trainer(model, images, labels, **options): the C training loop over in-memory arrays; "
+               "Trainer(model, loader, None, **options) takes its batches from a trugrade.data.Loader's _loader",
     .tp_methods = trainer_methods,
     .tp_init = trainer_init,
     .tp_new = PyType_GenericNew,

@@ -155,6 +155,7 @@ tg_status tg_memory_source_bind(tg_memory_source *memory, int64_t max_batch, tg_
     source->ctx = memory;
     source->size = im->shape[0];
     source->fill = memory_fill;
+    source->begin_epoch = NULL;
     return TG_STATUS_OK;
 }
 
@@ -269,6 +270,8 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
     tg_epoch_order(t->options.seed, p->epoch, n, t->options.shuffle, t->order);
     if (p->step_in_epoch == 0) p->loss_sum = 0.0;
     TG_TRY(ensure_training_plan(t));
+    if (t->train.begin_epoch)
+        TG_TRY(t->train.begin_epoch(t->train.ctx, p->epoch, t->order, n, batch, p->step_in_epoch));
     for (; p->step_in_epoch < p->steps_per_epoch; ) {
         if (tg_interrupt_pending())
             return tg_error(TG_STATUS_INTERRUPTED, "training interrupted at epoch %lld step %lld",

@@ -20,12 +20,17 @@
 
 /* Where batches come from: fills `count` samples (by dataset index) of `epoch`
  * (the augmentation draw) as float32 images [count, C, H, W], already normalised,
- * and int64 labels [count]. */
+ * and int64 labels [count]. begin_epoch, when not NULL, is called as a training
+ * epoch starts (or resumes) with its order [n] and batch size, before the fills of
+ * batches first_batch... of that order, so that a source can prepare them ahead
+ * (the loader, csrc/data/loader.h). */
 typedef struct tg_batch_source {
     void *ctx;
     int64_t size;                          /* samples in the dataset */
     tg_status (*fill)(void *ctx, int64_t epoch, const int64_t *indices, int64_t count, float *images,
                       int64_t *labels);
+    tg_status (*begin_epoch)(void *ctx, int64_t epoch, const int64_t *order, int64_t n, int64_t batch_size,
+                             int64_t first_batch);
 } tg_batch_source;
 
 /* An in-memory labelled image set (e.g. IDX). Without a pipeline each image is

@@ -6,6 +6,7 @@ import importlib
 SECTIONS = {
     "ops": ["gemm", "conv", "overhead"],
     "validate": ["validate"],
+    "data": ["data"],
 }
 
 
