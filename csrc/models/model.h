@@ -54,6 +54,15 @@ void tg_model_free(tg_model *model);
 /* Trainable parameter count (buffers excluded), as torchvision counts. */
 int64_t tg_model_parameter_count(const tg_model *model);
 
+/* Freezes (frozen = 1) or unfreezes the parameters that `pattern` matches: an
+ * fnmatch glob over names ("layer1.*", "*.bn*"), a module or stage prefix
+ * ("layer1", "features.3", "features.denseblock1", "classifier"), or "stem" (the
+ * architecture's first conv and norm). *matched (may be NULL) gets the count.
+ * A batchnorm whose weight and bias are both frozen then runs in eval mode in
+ * training steps too (tg_graph_set_force_eval): its running statistics stay
+ * unchanged. The graph replans on its next run. (freeze.c) */
+tg_status tg_model_freeze(tg_model *model, const char *pattern, int frozen, int *matched);
+
 /* Architectures (resnet.c, efficientnet.c, densenet.c, vgg.c, mobilenet.c, small.c). */
 tg_node_id tg_arch_resnet18(tg_builder *b, tg_node_id x, const tg_model_options *o);
 tg_node_id tg_arch_resnet34(tg_builder *b, tg_node_id x, const tg_model_options *o);

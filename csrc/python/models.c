@@ -232,6 +232,33 @@ static PyObject *model_memory(PyObject *self, PyObject *args, PyObject *kwargs)
                          (Py_ssize_t)tg_graph_persistent_bytes(graph));
 }
 
+static PyObject *model_freeze(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"pattern", "frozen", NULL};
+    const char *pattern;
+    int frozen = 1, matched = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|p", keywords, &pattern, &frozen)) return NULL;
+    tg_status status = tg_model_freeze(model_of(self), pattern, frozen, &matched);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    return PyLong_FromLong(matched);
+}
+
+/* {parameter name: requires_grad} */
+static PyObject *model_requires_grad(PyObject *self, PyObject *unused)
+{
+    tg_graph *graph = &model_of(self)->graph;
+    PyObject *dict = PyDict_New();
+    for (int i = 0; dict && i < graph->n_nodes; i++) {
+        tg_node *node = &graph->nodes[i];
+        if (node->kind != TG_NODE_KIND_PARAM) continue;
+        if (PyDict_SetItemString(dict, node->name, node->requires_grad ? Py_True : Py_False) != 0) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
 static PyObject *model_get_arch(PyObject *self, void *closure) { return PyUnicode_FromString(model_of(self)->arch); }
 
 static PyObject *model_get_options(PyObject *self, void *closure)
@@ -256,6 +283,9 @@ static PyMethodDef model_methods[] = {
      "step(x, y, zero_grad=True, train=True) -> loss: forward and backward"},
     {"tensors", (PyCFunction)(void (*)(void))model_tensors, METH_VARARGS | METH_KEYWORDS,
      "tensors(grads=False, buffers=True) -> {name: Tensor}"},
+    {"freeze", (PyCFunction)(void (*)(void))model_freeze, METH_VARARGS | METH_KEYWORDS,
+     "freeze(pattern, frozen=True) -> parameters matched (glob, module prefix or 'stem')"},
+    {"requires_grad", model_requires_grad, METH_NOARGS, "{parameter name: requires_grad}"},
     {"parameter_count", model_parameter_count, METH_NOARGS, "trainable parameters (buffers excluded)"},
     {"memory", (PyCFunction)(void (*)(void))model_memory, METH_VARARGS | METH_KEYWORDS,
      "memory(batch=0, training=True) -> planned bytes of one step, before running it"},
