@@ -157,27 +157,52 @@ tg_status tg_graph_op(tg_graph *graph, const tg_op_def *op, const tg_node_id *in
     return status;
 }
 
+tg_status tg_graph_set_input_shapes(tg_graph *graph, int count, const tg_node_id *inputs, const tg_tensor *const *shapes)
+{
+    tg_tensor saved[TG_MAX_INPUTS];
+    if (count < 1 || count > TG_MAX_INPUTS)
+        return tg_error(TG_STATUS_VALUE, "graph: %d inputs to reshape at once; give 1 to %d", count, TG_MAX_INPUTS);
+    tg_node_id first = graph->n_nodes;
+    for (int k = 0; k < count; k++) {
+        tg_node_id input = inputs[k];
+        if (input < 0 || input >= graph->n_nodes || graph->nodes[input].kind != TG_NODE_KIND_INPUT)
+            return tg_error(TG_STATUS_VALUE, "graph: node %d is not an input", input);
+        if (input < first) first = input;
+    }
+    int set = 0;
+    tg_status status = TG_STATUS_OK;
+    for (; set < count && status == TG_STATUS_OK; set++) {
+        tg_node *node = &graph->nodes[inputs[set]];
+        saved[set] = node->value;
+        status = tg_tensor_set_shape(&node->value, saved[set].dtype, shapes[set]->ndim, shapes[set]->shape);
+    }
+    invalidate_plan(graph);
+    int failed_at = graph->n_nodes;
+    for (int i = first + 1; i < graph->n_nodes && status == TG_STATUS_OK; i++) {
+        if (graph->nodes[i].kind != TG_NODE_KIND_OP) continue;
+        status = infer_node(graph, &graph->nodes[i]);
+        if (status != TG_STATUS_OK) failed_at = i;
+    }
+    if (status == TG_STATUS_OK) return TG_STATUS_OK;
+    /* NOTE: restore every input and re-infer, so a failed reshape leaves the graph as it was */
+    char message[1024];
+    snprintf(message, sizeof message, "%s", tg_error_message());
+    for (int k = 0; k < set; k++) graph->nodes[inputs[k]].value = saved[k];
+    for (int j = first + 1; j <= failed_at && j < graph->n_nodes; j++)
+        if (graph->nodes[j].kind == TG_NODE_KIND_OP) infer_node(graph, &graph->nodes[j]);
+    return tg_error(status, "%s", message);
+}
+
 tg_status tg_graph_set_input_shape(tg_graph *graph, tg_node_id input, int ndim, const int64_t *shape)
 {
-    if (input < 0 || input >= graph->n_nodes || graph->nodes[input].kind != TG_NODE_KIND_INPUT)
-        return tg_error(TG_STATUS_VALUE, "graph: node %d is not an input", input);
-    tg_node *node = &graph->nodes[input];
-    tg_tensor saved = node->value;
-    TG_TRY(tg_tensor_set_shape(&node->value, saved.dtype, ndim, shape));
-    invalidate_plan(graph);
-    for (int i = input + 1; i < graph->n_nodes; i++) {
-        if (graph->nodes[i].kind != TG_NODE_KIND_OP) continue;
-        tg_status status = infer_node(graph, &graph->nodes[i]);
-        if (status != TG_STATUS_OK) {
-            char message[1024];
-            snprintf(message, sizeof message, "%s", tg_error_message());
-            node->value = saved;
-            for (int j = input + 1; j <= i; j++)
-                if (graph->nodes[j].kind == TG_NODE_KIND_OP) infer_node(graph, &graph->nodes[j]);
-            return tg_error(status, "%s", message);
-        }
-    }
-    return TG_STATUS_OK;
+    tg_tensor wanted;
+    memset(&wanted, 0, sizeof wanted);
+    if (ndim < 0 || ndim > TG_MAX_DIMS)
+        return tg_error(TG_STATUS_SHAPE, "graph: an input shape has %d dims; at most %d", ndim, TG_MAX_DIMS);
+    wanted.ndim = ndim;
+    for (int d = 0; d < ndim; d++) wanted.shape[d] = shape[d];
+    const tg_tensor *shapes[1] = {&wanted};
+    return tg_graph_set_input_shapes(graph, 1, &input, shapes);
 }
 
 /* ---- the memory plan ---- */

@@ -87,8 +87,13 @@ tg_status tg_graph_buffer(tg_graph *graph, const char *name, tg_dtype dtype, int
 tg_status tg_graph_op(tg_graph *graph, const tg_op_def *op, const tg_node_id *inputs, int n_in, const void *attrs,
                       tg_node_id *id);
 
-/* Changes an input's shape and re-infers every op's shape (the next run replans). */
+/* Changes an input's shape and re-infers every op's shape (the next run replans).
+ * On failure the graph is left as it was. */
 tg_status tg_graph_set_input_shape(tg_graph *graph, tg_node_id input, int ndim, const int64_t *shape);
+
+/* Changes several inputs' shapes together (ndim and shape of each shapes[k]), then
+ * re-infers: for inputs whose shapes must agree (a batch of images and its labels). */
+tg_status tg_graph_set_input_shapes(tg_graph *graph, int count, const tg_node_id *inputs, const tg_tensor *const *shapes);
 
 /* Plans memory for a forward pass, and for backward from `loss` when loss >= 0.
  * Allocates the arena only when it must grow. `peak_bytes` (may be NULL) gets the

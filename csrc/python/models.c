@@ -76,18 +76,31 @@ static int ensure_plan(ModelObject *m, int training_step)
     return 0;
 }
 
-/* Feeds a Python array into an input node; the graph replans on a new shape. */
-static int feed(ModelObject *m, tg_node_id input, PyObject *array, const char *what)
+/* Shapes the graph for a batch x (and its labels y, or NULL): the input takes x's
+ * shape and the target y's, or its own with x's batch size, together so that the
+ * loss sees matching batches. The graph replans on a new shape. */
+static int reshape_batch(ModelObject *m, PyObject *x, PyObject *y)
 {
-    tg_tensor src;
-    if (tg_py_tensor_from_object(array, &src, what) != 0) return -1;
+    tg_tensor src_x, src_y;
+    if (tg_py_tensor_from_object(x, &src_x, "x") != 0) return -1;
+    if (y && tg_py_tensor_from_object(y, &src_y, "y") != 0) {
+        tg_tensor_free(&src_x);
+        return -1;
+    }
     tg_graph *graph = &m->model.graph;
+    tg_tensor target_shape = graph->nodes[m->model.target].value;
+    if (y) target_shape = src_y;
+    else if (src_x.ndim > 0 && target_shape.ndim > 0) target_shape.shape[0] = src_x.shape[0];
     tg_status status = TG_STATUS_OK;
-    if (!tg_shape_equal(&src, &graph->nodes[input].value)) {
-        status = tg_graph_set_input_shape(graph, input, src.ndim, src.shape);
+    if (!tg_shape_equal(&src_x, &graph->nodes[m->model.input].value) ||
+        !tg_shape_equal(&target_shape, &graph->nodes[m->model.target].value)) {
+        tg_node_id ids[2] = {m->model.input, m->model.target};
+        const tg_tensor *shapes[2] = {&src_x, &target_shape};
+        status = tg_graph_set_input_shapes(graph, 2, ids, shapes);
         m->planned_for = 0;
     }
-    tg_tensor_free(&src);
+    tg_tensor_free(&src_x);
+    if (y) tg_tensor_free(&src_y);
     if (status != TG_STATUS_OK) {
         tg_py_raise(status);
         return -1;
@@ -140,7 +153,7 @@ static PyObject *model_forward(PyObject *self, PyObject *args, PyObject *kwargs)
     int train = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p", keywords, &x, &train)) return NULL;
     ModelObject *m = (ModelObject *)self;
-    if (feed(m, m->model.input, x, "x") != 0 || ensure_plan(m, 0) != 0 || copy_in(m, m->model.input, x, "x") != 0)
+    if (reshape_batch(m, x, NULL) != 0 || ensure_plan(m, 0) != 0 || copy_in(m, m->model.input, x, "x") != 0)
         return NULL;
     PyObject *ran = run_graph(m, train, 0);
     if (!ran) return NULL;
@@ -157,7 +170,7 @@ static PyObject *model_step(PyObject *self, PyObject *args, PyObject *kwargs)
     int zero_grad = 1, train = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pp", keywords, &x, &y, &zero_grad, &train)) return NULL;
     ModelObject *m = (ModelObject *)self;
-    if (feed(m, m->model.input, x, "x") != 0 || feed(m, m->model.target, y, "y") != 0 || ensure_plan(m, 1) != 0 ||
+    if (reshape_batch(m, x, y) != 0 || ensure_plan(m, 1) != 0 ||
         copy_in(m, m->model.input, x, "x") != 0 || copy_in(m, m->model.target, y, "y") != 0)
         return NULL;
     if (zero_grad) tg_graph_zero_grad(&m->model.graph);
@@ -213,17 +226,13 @@ static PyObject *model_memory(PyObject *self, PyObject *args, PyObject *kwargs)
     ModelObject *m = (ModelObject *)self;
     tg_graph *graph = &m->model.graph;
     if (batch > 0) {
-        tg_tensor *in = &graph->nodes[m->model.input].value;
-        int64_t shape[TG_MAX_DIMS];
-        memcpy(shape, in->shape, sizeof shape);
-        shape[0] = batch;
-        int64_t target_shape[TG_MAX_DIMS];
-        memcpy(target_shape, graph->nodes[m->model.target].value.shape, sizeof target_shape);
-        target_shape[0] = batch;
-        tg_status status = tg_graph_set_input_shape(graph, m->model.input, in->ndim, shape);
-        if (status == TG_STATUS_OK)
-            status = tg_graph_set_input_shape(graph, m->model.target, graph->nodes[m->model.target].value.ndim,
-                                              target_shape);
+        /* shapes only: the tensors' data pointers are not used */
+        tg_tensor input_shape = graph->nodes[m->model.input].value, target_shape = graph->nodes[m->model.target].value;
+        input_shape.shape[0] = batch;
+        target_shape.shape[0] = batch;
+        tg_node_id ids[2] = {m->model.input, m->model.target};
+        const tg_tensor *shapes[2] = {&input_shape, &target_shape};
+        tg_status status = tg_graph_set_input_shapes(graph, 2, ids, shapes);
         if (status != TG_STATUS_OK) return tg_py_raise(status);
         m->planned_for = 0;
     }
