@@ -334,3 +334,50 @@ def test_pretrained_head_swap_with_strict_false(tmp_path):
     loaded = ours.state_dict()
     np.testing.assert_array_equal(loaded["features.3.block.1.0.weight"], state["features.3.block.1.0.weight"])
     np.testing.assert_array_equal(loaded["classifier.3.weight"], head_before)
+
+
+# ---- stochastic depth, batch sizes, determinism ----
+
+def test_efficientnet_stochastic_depth_is_training_only():
+    x = np.random.default_rng(10).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    plain = models.create("efficientnet_b0", num_classes=10, input_size=32, dropout=0.0, drop_path=0.0)
+    dropped = models.create("efficientnet_b0", num_classes=10, input_size=32, dropout=0.0)  # drop_path 0.2
+    dropped.load_state_dict(_state(plain))
+    np.testing.assert_array_equal(dropped.forward(x), plain.forward(x))
+    assert not np.array_equal(dropped.forward(x, train=True), plain.forward(x, train=True))
+    assert dropped.options["drop_path"] == -1.0 and plain.options["drop_path"] == 0.0
+
+
+@pytest.mark.parametrize("batch", [1, 3, 5])
+def test_any_batch_size_for_forward_step_and_memory(batch):
+    model = models.create("mobilenet_v3_small", num_classes=10, input_size=32)
+    rng = np.random.default_rng(batch)
+    x = rng.standard_normal((batch, 3, 32, 32)).astype(np.float32)
+    assert model.forward(x).shape == (batch, 10)
+    if batch > 1:  # batch statistics need more than one value per channel at the 1x1 head
+        loss, _ = model.loss_and_grads(x, rng.integers(0, 10, batch))
+        assert np.isfinite(loss)
+    assert model.memory(batch=batch + 4)["arena_bytes"] > 0
+    assert model.forward(x).shape == (batch, 10)
+
+
+def test_training_step_bit_identical_at_1_and_2_threads():
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((4, 3, 32, 32)).astype(np.float32)
+    y = rng.integers(0, 10, 4)
+    results = []
+    before = trugrade.get_num_threads()
+    try:
+        for threads in (1, 2):
+            trugrade.set_num_threads(threads)
+            model = models.create("efficientnet_b0", num_classes=10, input_size=32, seed=3)
+            loss, grads = model.loss_and_grads(x, y)
+            results.append((loss, grads, _state(model)))
+    finally:
+        trugrade.set_num_threads(before)
+    (loss1, grads1, state1), (loss2, grads2, state2) = results
+    assert loss1 == loss2
+    for name in grads1:
+        assert grads1[name].tobytes() == grads2[name].tobytes(), name
+    for name in state1:
+        assert state1[name].tobytes() == state2[name].tobytes(), name
