@@ -63,7 +63,9 @@ def save(path, tensors, metadata=None):
     path = os.fspath(path)
     header, offset, chunks = {}, 0, []
     for name in sorted(tensors):
-        array = np.ascontiguousarray(tensors[name])
+        array = np.asarray(tensors[name])
+        if not array.flags.c_contiguous:  # NOTE: not np.ascontiguousarray, which makes 0-d arrays 1-d
+            array = array.copy(order="C")
         code = _CODES.get(array.dtype)
         if code is None:
             raise TypeError(f"safetensors: tensor '{name}' has unsupported dtype {array.dtype}")

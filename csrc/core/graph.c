@@ -459,7 +459,7 @@ tg_status tg_graph_forward_to(tg_graph *graph, int training, tg_node_id last)
         gather_inputs(graph, node, inputs);
         tg_op_io io = {
             .def = node->op, .attrs = node->attrs, .in = inputs, .n_in = node->n_in, .out = &node->value,
-            .aux = node->aux, .scratch = graph->scratch_forward[i], .training = training,
+            .aux = node->aux, .scratch = graph->scratch_forward[i], .training = training && !node->force_eval,
             .seed = node_seed(graph, i),
         };
         TG_TRY(node->op->forward(&io));
@@ -502,7 +502,8 @@ tg_status tg_graph_backward(tg_graph *graph)
         }
         tg_op_io io = {
             .def = node->op, .attrs = node->attrs, .in = inputs, .n_in = node->n_in, .out = &node->value,
-            .aux = node->aux, .scratch = graph->scratch_backward[j], .training = graph->training, .seed = node_seed(graph, j),
+            .aux = node->aux, .scratch = graph->scratch_backward[j], .training = graph->training && !node->force_eval,
+            .seed = node_seed(graph, j),
             .grad_out = &node->grad, .grad_in = grads,
         };
         TG_TRY(node->op->backward(&io));
@@ -538,6 +539,24 @@ int tg_graph_value_valid(const tg_graph *graph, tg_node_id node)
     if (!graph->planned || graph->last_phase == 0) return 0;
     int last_step_run = graph->last_phase == 1 ? graph->n_nodes - 1 : 2 * graph->n_nodes - 1;
     return n->last_step >= last_step_run;
+}
+
+tg_status tg_graph_set_requires_grad(tg_graph *graph, tg_node_id param, int requires_grad)
+{
+    if (param < 0 || param >= graph->n_nodes || graph->nodes[param].kind != TG_NODE_KIND_PARAM)
+        return tg_error(TG_STATUS_VALUE, "graph: node %d is not a parameter; only parameters can be frozen", param);
+    tg_node *node = &graph->nodes[param];
+    if (node->requires_grad != (requires_grad != 0)) invalidate_plan(graph);
+    node->requires_grad = requires_grad != 0;
+    return TG_STATUS_OK;
+}
+
+tg_status tg_graph_set_force_eval(tg_graph *graph, tg_node_id node, int force_eval)
+{
+    if (node < 0 || node >= graph->n_nodes || graph->nodes[node].kind != TG_NODE_KIND_OP)
+        return tg_error(TG_STATUS_VALUE, "graph: node %d is not an op node; only ops have a training mode", node);
+    graph->nodes[node].force_eval = force_eval != 0;
+    return TG_STATUS_OK;
 }
 
 void tg_graph_zero_grad(tg_graph *graph)

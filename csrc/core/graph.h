@@ -45,7 +45,8 @@ typedef struct tg_node {
     tg_tensor grad;                                 /* params: own storage; others: arena when needed */
     tg_op_sizes sizes;
     void *aux;                                      /* in the arena */
-    int requires_grad;                              /* params: settable; ops: derived */
+    int requires_grad;                              /* params: settable (tg_graph_set_requires_grad); ops: derived */
+    int force_eval;                                 /* ops: run in eval mode even in training steps */
     int needs_grad;                                 /* set by the plan: its gradient is computed */
     int keep;                                       /* value stays valid after the step (outputs) */
     int last_step;                                  /* set by the plan: last step its value is valid */
@@ -125,6 +126,21 @@ tg_status tg_graph_keep(tg_graph *graph, tg_node_id node);
 
 /* 1 when `node`'s value (and gradient) of the last run can still be read. */
 int tg_graph_value_valid(const tg_graph *graph, tg_node_id node);
+
+/* Freezes (0) or unfreezes (1) a parameter; the next run replans, so that no
+ * gradient flows to it or to what only feeds it. TG_STATUS_VALUE unless `param`
+ * is a parameter. */
+tg_status tg_graph_set_requires_grad(tg_graph *graph, tg_node_id param, int requires_grad);
+
+/* Makes op node `node` run as in eval mode even in training steps (forward and
+ * backward both see training = 0), or undoes that.
+ * NOTE: this is how a frozen batchnorm keeps its running statistics: it
+ * normalises with them instead of the batch's and leaves them unchanged, as
+ * PyTorch fine-tuning does by calling .eval() on frozen BatchNorm modules. It is a
+ * node flag rather than an op attr so that any op with a training mode (dropout,
+ * stochastic depth) can be pinned the same way, and so that it changes no shape or
+ * memory plan. */
+tg_status tg_graph_set_force_eval(tg_graph *graph, tg_node_id node, int force_eval);
 
 /* Zeros every parameter gradient. */
 void tg_graph_zero_grad(tg_graph *graph);

@@ -21,30 +21,60 @@ static tg_node_id fail(tg_builder *b, tg_status status)
     return -1;
 }
 
-static uint64_t splitmix64(uint64_t *state)
+static uint64_t splitmix64(uint64_t z)
 {
-    uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+    z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
 
-static double uniform01(uint64_t *state) { return ((double)(splitmix64(state) >> 11) + 0.5) * 0x1.0p-53; }
+/* Two uniforms in (0, 1) (24 bits each) from position `pair` of the counter-based stream `key`. */
+static void uniform_pair(uint64_t key, uint64_t pair, float *u1, float *u2)
+{
+    uint64_t h = splitmix64(key + pair * 0x9e3779b97f4a7c15ull);
+    *u1 = ((float)(h >> 40) + 0.5f) * 0x1.0p-24f;
+    *u2 = ((float)((h >> 8) & 0xffffffu) + 0.5f) * 0x1.0p-24f;
+}
+
+typedef struct init_ctx {
+    float *data;        /* [numel] */
+    int64_t numel;
+    uint64_t key;
+    double bound, normal_std;
+} init_ctx;
+
+/* NOTE: element i depends only on (key, i), so the values are the same whatever
+ * the thread count; a unit is a pair of elements (one Box-Muller draw). */
+static void init_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const init_ctx *c = arg;
+    for (int64_t pair = begin; pair < end; pair++) {
+        int64_t i = 2 * pair;
+        float u1, u2, first, second;
+        uniform_pair(c->key, (uint64_t)pair, &u1, &u2);
+        if (c->normal_std > 0.0) {
+            /* NOTE: float logf/sincosf: initial values need no double precision, and VGG's
+             * 100M+ weights would take seconds in double. u1 > 0 always (the uniforms are open). */
+            float radius = (float)c->normal_std * sqrtf(-2.0f * logf(u1)), angle = 6.2831853f * u2;
+            first = radius * cosf(angle);
+            second = radius * sinf(angle);
+        } else {
+            first = (float)((2.0 * u1 - 1.0) * c->bound);
+            second = (float)((2.0 * u2 - 1.0) * c->bound);
+        }
+        c->data[i] = first;
+        if (i + 1 < c->numel) c->data[i + 1] = second;
+    }
+}
 
 /* Fills a parameter: uniform in [-bound, bound] when normal_std == 0, else normal. */
 static void init_param(tg_builder *b, tg_node_id id, double bound, double normal_std)
 {
     tg_tensor *t = &b->graph->nodes[id].value;
-    float *data = t->data;
-    uint64_t state = b->seed ^ (0xd1b54a32d192ed03ull * ++b->counter);
-    for (int64_t i = 0; i < tg_tensor_numel(t); i++) {
-        if (normal_std > 0.0) {
-            double u1 = uniform01(&state), u2 = uniform01(&state);
-            data[i] = (float)(normal_std * sqrt(-2.0 * log(u1)) * cos(6.283185307179586 * u2));
-        } else {
-            data[i] = (float)((2.0 * uniform01(&state) - 1.0) * bound);
-        }
-    }
+    init_ctx c = {t->data, tg_tensor_numel(t), b->seed ^ (0xd1b54a32d192ed03ull * ++b->counter), bound, normal_std};
+    tg_parallel_for((c.numel + 1) / 2, 4096, init_range, &c);
 }
 
 static void fill_param(tg_builder *b, tg_node_id id, float value)
@@ -136,7 +166,10 @@ tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, d
     return tg_build_op(b, "batchnorm2d", in, 5, 2, keys, values);
 }
 
-tg_node_id tg_build_linear(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, int bias)
+/* bound < 0: PyTorch's default init (uniform +-1/sqrt(in) for weight and bias);
+ * otherwise the weight as tg_build_reinit takes (bound, normal_std) and a zero bias. */
+static tg_node_id linear(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, int bias, double bound,
+                         double normal_std)
 {
     const tg_tensor *v = x >= 0 && x < b->graph->n_nodes ? &b->graph->nodes[x].value : NULL;
     int64_t in_features = v && v->ndim ? v->shape[v->ndim - 1] : 0;
@@ -144,9 +177,72 @@ tg_node_id tg_build_linear(tg_builder *b, const char *name, tg_node_id x, int64_
     tg_node_id w = add_param(b, name, "weight", 2, wshape);
     tg_node_id bias_id = bias ? add_param(b, name, "bias", 1, &out_features) : -1;
     if (b->status != TG_STATUS_OK) return -1;
-    double bound = 1.0 / sqrt((double)(in_features ? in_features : 1));
-    init_param(b, w, bound, 0.0);
-    if (bias) init_param(b, bias_id, bound, 0.0);
+    if (bound < 0.0) {
+        double fan_in_bound = 1.0 / sqrt((double)(in_features ? in_features : 1));
+        init_param(b, w, fan_in_bound, 0.0);
+        if (bias) init_param(b, bias_id, fan_in_bound, 0.0);
+    } else if (bound > 0.0 || normal_std > 0.0) {
+        init_param(b, w, bound, normal_std);
+    }
     tg_node_id in[3] = {x, w, bias_id};
     return tg_build_op(b, "linear", in, 3, 0, NULL, NULL);
+}
+
+tg_node_id tg_build_linear(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, int bias)
+{
+    return linear(b, name, x, out_features, bias, -1.0, 0.0);
+}
+
+tg_node_id tg_build_linear_init(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, double bound,
+                                double normal_std)
+{
+    return linear(b, name, x, out_features, 1, bound, normal_std);
+}
+
+void tg_build_reinit(tg_builder *b, const char *name, double bound, double normal_std)
+{
+    if (b->status != TG_STATUS_OK) return;
+    tg_node_id id = tg_graph_find(b->graph, name);
+    if (id < 0 || b->graph->nodes[id].kind != TG_NODE_KIND_PARAM) {
+        fail(b, tg_error(TG_STATUS_INTERNAL, "model builder: no parameter named '%s' to initialise", name));
+        return;
+    }
+    if (normal_std > 0.0 || bound > 0.0) init_param(b, id, bound, normal_std);
+    else fill_param(b, id, 0.0f);
+}
+
+int64_t tg_make_divisible(double value, int64_t divisor)
+{
+    int64_t rounded = (int64_t)(value + (double)divisor / 2.0) / divisor * divisor;
+    if (rounded < divisor) rounded = divisor;
+    if ((double)rounded < 0.9 * value) rounded += divisor;
+    return rounded;
+}
+
+tg_node_id tg_build_max_pool2d(tg_builder *b, tg_node_id x, int64_t kernel, int64_t stride, int64_t padding)
+{
+    static const char *const keys[] = {"kernel_size", "stride", "padding"};
+    double values[3] = {(double)kernel, (double)stride, (double)padding};
+    return tg_build_op(b, "max_pool2d", &x, 1, 3, keys, values);
+}
+
+tg_node_id tg_build_avg_pool2d(tg_builder *b, tg_node_id x, int64_t kernel, int64_t stride)
+{
+    static const char *const keys[] = {"kernel_size", "stride"};
+    double values[2] = {(double)kernel, (double)stride};
+    return tg_build_op(b, "avg_pool2d", &x, 1, 2, keys, values);
+}
+
+tg_node_id tg_build_adaptive_avg_pool2d(tg_builder *b, tg_node_id x, int64_t output_size)
+{
+    static const char *const keys[] = {"output_size"};
+    double values[1] = {(double)output_size};
+    return tg_build_op(b, "adaptive_avg_pool2d", &x, 1, 1, keys, values);
+}
+
+tg_node_id tg_build_dropout(tg_builder *b, tg_node_id x, double p)
+{
+    if (p <= 0.0) return x;
+    static const char *const keys[] = {"p"};
+    return tg_build_op(b, "dropout", &x, 1, 1, keys, &p);
 }

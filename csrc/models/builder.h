@@ -42,7 +42,29 @@ tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, d
 /* linear with weight [out, in] and bias [out], PyTorch's default uniform init. */
 tg_node_id tg_build_linear(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, int bias);
 
+/* linear with a bias of zeros and the weight initialised as tg_build_reinit takes
+ * (bound, normal_std): the classifiers whose architecture sets its own init. */
+tg_node_id tg_build_linear_init(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, double bound,
+                                double normal_std);
+
 /* Channels (dim 1) and any dim of a node's inferred shape. */
 int64_t tg_build_dim(const tg_builder *b, tg_node_id x, int dim);
+
+/* Re-initialises the parameter `name` (an architecture's own init scheme, e.g.
+ * torchvision's zero biases or normal(0, 0.01) classifiers): uniform in
+ * [-bound, bound] when normal_std == 0 and bound > 0, normal when normal_std > 0,
+ * zeros when both are 0. A missing name is a TG_STATUS_INTERNAL build failure. */
+void tg_build_reinit(tg_builder *b, const char *name, double bound, double normal_std);
+
+/* torchvision's _make_divisible: `value` rounded to the nearest multiple of
+ * `divisor` (at least divisor), never more than 10% below `value`. */
+int64_t tg_make_divisible(double value, int64_t divisor);
+
+/* One-input ops with their attrs, for the layers every architecture shares. */
+tg_node_id tg_build_max_pool2d(tg_builder *b, tg_node_id x, int64_t kernel, int64_t stride, int64_t padding);
+tg_node_id tg_build_avg_pool2d(tg_builder *b, tg_node_id x, int64_t kernel, int64_t stride);
+tg_node_id tg_build_adaptive_avg_pool2d(tg_builder *b, tg_node_id x, int64_t output_size);
+/* dropout with probability p; no node when p <= 0 (returns x). */
+tg_node_id tg_build_dropout(tg_builder *b, tg_node_id x, double p);
 
 #endif

@@ -14,7 +14,8 @@ typedef struct tg_model_options {
     int64_t in_channels;   /* default 3 */
     int64_t input_size;    /* square H = W the graph is first shaped for; default 224 */
     double dropout;        /* head dropout where the architecture has one; < 0: its own default */
-    int small_input;       /* ResNet: 3x3 stride-1 stem, no max-pool; -1: auto (input_size <= 64) */
+    int small_input;       /* ResNet, DenseNet: 3x3 stride-1 stem, no max-pool; -1: auto (input_size <= 64) */
+    double drop_path;      /* EfficientNet stochastic depth (training only); < 0: its own default (0.2) */
     uint64_t seed;         /* parameter initialisation */
 } tg_model_options;
 
@@ -53,10 +54,24 @@ void tg_model_free(tg_model *model);
 /* Trainable parameter count (buffers excluded), as torchvision counts. */
 int64_t tg_model_parameter_count(const tg_model *model);
 
-/* Architectures (resnet.c, small.c, ...). */
+/* Freezes (frozen = 1) or unfreezes the parameters that `pattern` matches: an
+ * fnmatch glob over names ("layer1.*", "*.bn*"), a module or stage prefix
+ * ("layer1", "features.3", "features.denseblock1", "classifier"), or "stem" (the
+ * architecture's first conv and norm). *matched (may be NULL) gets the count.
+ * A batchnorm whose weight and bias are both frozen then runs in eval mode in
+ * training steps too (tg_graph_set_force_eval): its running statistics stay
+ * unchanged. The graph replans on its next run. (freeze.c) */
+tg_status tg_model_freeze(tg_model *model, const char *pattern, int frozen, int *matched);
+
+/* Architectures (resnet.c, efficientnet.c, densenet.c, vgg.c, mobilenet.c, small.c). */
 tg_node_id tg_arch_resnet18(tg_builder *b, tg_node_id x, const tg_model_options *o);
 tg_node_id tg_arch_resnet34(tg_builder *b, tg_node_id x, const tg_model_options *o);
 tg_node_id tg_arch_resnet50(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_efficientnet_b0(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_densenet121(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_vgg16(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_vgg16_bn(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_mobilenet_v3_small(tg_builder *b, tg_node_id x, const tg_model_options *o);
 tg_node_id tg_arch_smallcnn(tg_builder *b, tg_node_id x, const tg_model_options *o);
 tg_node_id tg_arch_fashioncnn(tg_builder *b, tg_node_id x, const tg_model_options *o);
 

@@ -8,6 +8,11 @@ static const tg_arch arch_table[] = {
     {"resnet18", tg_arch_resnet18, "ResNet-18 (torchvision names)"},
     {"resnet34", tg_arch_resnet34, "ResNet-34 (torchvision names)"},
     {"resnet50", tg_arch_resnet50, "ResNet-50 (torchvision names)"},
+    {"efficientnet_b0", tg_arch_efficientnet_b0, "EfficientNet-B0 (torchvision names)"},
+    {"densenet121", tg_arch_densenet121, "DenseNet-121 (torchvision names)"},
+    {"vgg16", tg_arch_vgg16, "VGG-16 (torchvision names)"},
+    {"vgg16_bn", tg_arch_vgg16_bn, "VGG-16 with BatchNorm (torchvision names)"},
+    {"mobilenet_v3_small", tg_arch_mobilenet_v3_small, "MobileNetV3-Small (torchvision names)"},
     {"smallcnn", tg_arch_smallcnn, "conv32-relu-pool-conv64-relu-pool-fc128-fc: the speed reference"},
     {"fashioncnn", tg_arch_fashioncnn, "a small BatchNorm CNN for 28x28 gray images (Fashion-MNIST)"},
 };
@@ -30,6 +35,7 @@ void tg_model_options_default(tg_model_options *options)
     options->input_size = 224;
     options->dropout = -1.0;
     options->small_input = -1;
+    options->drop_path = -1.0;
     options->seed = 0;
 }
 

@@ -49,3 +49,5 @@ TG_OP(cast)
 /* convolution (conv.c, conv_depthwise.c) */
 TG_OP(conv2d)
 TG_OP(conv_transpose2d)
+/* model architectures (stochastic_depth.c): EfficientNet's per-sample residual drop */
+TG_OP(stochastic_depth)

@@ -21,16 +21,17 @@ tg_model *tg_py_model_of(PyObject *model_object) { return model_of(model_object)
 
 static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed", NULL};
+    static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed",
+                               "drop_path", NULL};
     const char *arch;
     tg_model_options options;
     tg_model_options_default(&options);
     long long num_classes = options.num_classes, in_channels = options.in_channels, input_size = options.input_size;
     int small_input = options.small_input;
     unsigned long long seed = 0;
-    double dropout = options.dropout;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiK", keywords, &arch, &num_classes, &in_channels,
-                                     &input_size, &dropout, &small_input, &seed))
+    double dropout = options.dropout, drop_path = options.drop_path;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiKd", keywords, &arch, &num_classes, &in_channels,
+                                     &input_size, &dropout, &small_input, &seed, &drop_path))
         return -1;
     options.num_classes = num_classes;
     options.in_channels = in_channels;
@@ -38,6 +39,7 @@ static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
     options.dropout = dropout;
     options.small_input = small_input;
     options.seed = seed;
+    options.drop_path = drop_path;
     ModelObject *m = (ModelObject *)self;
     if (m->built) tg_model_free(&m->model);
     m->built = 0;
@@ -246,14 +248,42 @@ static PyObject *model_memory(PyObject *self, PyObject *args, PyObject *kwargs)
                          (Py_ssize_t)tg_graph_persistent_bytes(graph));
 }
 
+static PyObject *model_freeze(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    static char *keywords[] = {"pattern", "frozen", NULL};
+    const char *pattern;
+    int frozen = 1, matched = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|p", keywords, &pattern, &frozen)) return NULL;
+    tg_status status = tg_model_freeze(model_of(self), pattern, frozen, &matched);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    return PyLong_FromLong(matched);
+}
+
+/* {parameter name: requires_grad} */
+static PyObject *model_requires_grad(PyObject *self, PyObject *unused)
+{
+    tg_graph *graph = &model_of(self)->graph;
+    PyObject *dict = PyDict_New();
+    for (int i = 0; dict && i < graph->n_nodes; i++) {
+        tg_node *node = &graph->nodes[i];
+        if (node->kind != TG_NODE_KIND_PARAM) continue;
+        if (PyDict_SetItemString(dict, node->name, node->requires_grad ? Py_True : Py_False) != 0) {
+            Py_DECREF(dict);
+            return NULL;
+        }
+    }
+    return dict;
+}
+
 static PyObject *model_get_arch(PyObject *self, void *closure) { return PyUnicode_FromString(model_of(self)->arch); }
 
 static PyObject *model_get_options(PyObject *self, void *closure)
 {
     const tg_model_options *o = &model_of(self)->options;
-    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K}", "num_classes", (long long)o->num_classes, "in_channels",
+    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K,s:d}", "num_classes", (long long)o->num_classes, "in_channels",
                          (long long)o->in_channels, "input_size", (long long)o->input_size, "dropout", o->dropout,
-                         "small_input", o->small_input, "seed", (unsigned long long)o->seed);
+                         "small_input", o->small_input, "seed", (unsigned long long)o->seed, "drop_path",
+                         o->drop_path);
 }
 
 static PyGetSetDef model_getset[] = {
@@ -269,6 +299,9 @@ static PyMethodDef model_methods[] = {
      "step(x, y, zero_grad=True, train=True) -> loss: forward and backward"},
     {"tensors", (PyCFunction)(void (*)(void))model_tensors, METH_VARARGS | METH_KEYWORDS,
      "tensors(grads=False, buffers=True) -> {name: Tensor}"},
+    {"freeze", (PyCFunction)(void (*)(void))model_freeze, METH_VARARGS | METH_KEYWORDS,
+     "freeze(pattern, frozen=True) -> parameters matched (glob, module prefix or 'stem')"},
+    {"requires_grad", model_requires_grad, METH_NOARGS, "{parameter name: requires_grad}"},
     {"parameter_count", model_parameter_count, METH_NOARGS, "trainable parameters (buffers excluded)"},
     {"memory", (PyCFunction)(void (*)(void))model_memory, METH_VARARGS | METH_KEYWORDS,
      "memory(batch=0, training=True) -> planned bytes of one step, before running it"},
@@ -316,7 +349,7 @@ PyTypeObject tg_py_model_type = {
     .tp_basicsize = sizeof(ModelObject),
     .tp_dealloc = model_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0)",
+    .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0, drop_path=-1)",
     .tp_methods = model_methods,
     .tp_getset = model_getset,
     .tp_init = model_init,
