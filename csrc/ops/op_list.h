@@ -49,3 +49,6 @@ TG_OP(cast)
 /* convolution (conv.c, conv_depthwise.c) */
 TG_OP(conv2d)
 TG_OP(conv_transpose2d)
+/* segmentation losses (seg_loss.c) */
+TG_OP(softmax_focal_loss)
+TG_OP(scale)
