@@ -19,19 +19,56 @@ static tg_model *model_of(PyObject *self) { return &((ModelObject *)self)->model
 
 tg_model *tg_py_model_of(PyObject *model_object) { return model_of(model_object); }
 
+/* class_weights: None or a sequence of num_classes floats into the options. */
+static int parse_class_weights(PyObject *weights, tg_model_options *options)
+{
+    if (!weights || weights == Py_None) return 0;
+    PyObject *seq = PySequence_Fast(weights, "class_weights must be a sequence of floats (one per class) or None");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > TG_MODEL_MAX_CLASS_WEIGHTS) {
+        PyErr_Format(PyExc_ValueError, "class_weights must have 1 to %d entries (one per class), got %zd",
+                     TG_MODEL_MAX_CLASS_WEIGHTS, n);
+        Py_DECREF(seq);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double w = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (w == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        options->class_weights[i] = (float)w;
+    }
+    options->n_class_weights = n;
+    Py_DECREF(seq);
+    return 0;
+}
+
 static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
-    static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed", NULL};
-    const char *arch;
+    static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed",
+                               "encoder", "upsample", "loss_ce", "loss_dice", "loss_focal", "focal_gamma",
+                               "class_weights", NULL};
+    const char *arch, *encoder = "";
+    PyObject *class_weights = NULL;
     tg_model_options options;
     tg_model_options_default(&options);
     long long num_classes = options.num_classes, in_channels = options.in_channels, input_size = options.input_size;
     int small_input = options.small_input;
     unsigned long long seed = 0;
     double dropout = options.dropout;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiK", keywords, &arch, &num_classes, &in_channels,
-                                     &input_size, &dropout, &small_input, &seed))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiKsiddddO", keywords, &arch, &num_classes, &in_channels,
+                                     &input_size, &dropout, &small_input, &seed, &encoder, &options.upsample,
+                                     &options.loss_ce, &options.loss_dice, &options.loss_focal, &options.focal_gamma,
+                                     &class_weights))
         return -1;
+    if (strlen(encoder) >= sizeof options.encoder) {
+        PyErr_Format(PyExc_ValueError, "encoder '%s' is unknown; use resnet18, resnet34 or resnet50", encoder);
+        return -1;
+    }
+    strcpy(options.encoder, encoder);
+    if (parse_class_weights(class_weights, &options) != 0) return -1;
     options.num_classes = num_classes;
     options.in_channels = in_channels;
     options.input_size = input_size;
@@ -74,17 +111,11 @@ static int ensure_plan(ModelObject *m, int training_step)
     return 0;
 }
 
-/* Feeds a Python array into an input node; the graph replans on a new shape. */
-static int feed(ModelObject *m, tg_node_id input, PyObject *array, const char *what)
+static int copy_in(ModelObject *m, tg_node_id input, PyObject *array, const char *what)
 {
     tg_tensor src;
     if (tg_py_tensor_from_object(array, &src, what) != 0) return -1;
-    tg_graph *graph = &m->model.graph;
-    tg_status status = TG_STATUS_OK;
-    if (!tg_shape_equal(&src, &graph->nodes[input].value)) {
-        status = tg_graph_set_input_shape(graph, input, src.ndim, src.shape);
-        m->planned_for = 0;
-    }
+    tg_status status = tg_graph_feed(&m->model.graph, input, &src);
     tg_tensor_free(&src);
     if (status != TG_STATUS_OK) {
         tg_py_raise(status);
@@ -93,12 +124,43 @@ static int feed(ModelObject *m, tg_node_id input, PyObject *array, const char *w
     return 0;
 }
 
-static int copy_in(ModelObject *m, tg_node_id input, PyObject *array, const char *what)
+/* Reshapes the input and the target together (y NULL: a forward, where the target takes
+ * [N] or, for masks, [N, H, W] of x: the segmentation models answer at the input's size).
+ * NOTE: the loss reads both, so reshaping one and then the other fails in between (logits
+ * of the new batch against targets of the old); the target's new shape is written first
+ * without re-inference, then the input's change re-infers every op after it (the target
+ * is created after the body). */
+static int feed_inputs(ModelObject *m, PyObject *x, PyObject *y)
 {
-    tg_tensor src;
-    if (tg_py_tensor_from_object(array, &src, what) != 0) return -1;
-    tg_status status = tg_graph_feed(&m->model.graph, input, &src);
-    tg_tensor_free(&src);
+    tg_tensor src_x, src_y;
+    if (tg_py_tensor_from_object(x, &src_x, "x") != 0) return -1;
+    if (y && tg_py_tensor_from_object(y, &src_y, "y") != 0) {
+        tg_tensor_free(&src_x);
+        return -1;
+    }
+    tg_graph *graph = &m->model.graph;
+    tg_node *target = &graph->nodes[m->model.target];
+    tg_tensor saved = target->value;
+    int64_t target_shape[TG_MAX_DIMS] = {src_x.ndim > 0 ? src_x.shape[0] : 0};
+    int target_ndim = y ? src_y.ndim : saved.ndim;
+    if (y) {
+        for (int d = 0; d < src_y.ndim; d++) target_shape[d] = src_y.shape[d];
+    } else {
+        for (int d = 1; d < saved.ndim; d++) target_shape[d] = d + 1 < src_x.ndim ? src_x.shape[d + 1] : saved.shape[d];
+    }
+    tg_status status = TG_STATUS_OK;
+    if (!tg_shape_equal(&src_x, &graph->nodes[m->model.input].value)) {
+        status = tg_tensor_set_shape(&target->value, saved.dtype, target_ndim, target_shape);
+        if (status == TG_STATUS_OK) status = tg_graph_set_input_shape(graph, m->model.input, src_x.ndim, src_x.shape);
+        if (status != TG_STATUS_OK) target->value = saved;
+        m->planned_for = 0;
+    }
+    if (status == TG_STATUS_OK && y && !tg_shape_equal(&src_y, &target->value)) {
+        status = tg_graph_set_input_shape(graph, m->model.target, src_y.ndim, src_y.shape);
+        m->planned_for = 0;
+    }
+    tg_tensor_free(&src_x);
+    if (y) tg_tensor_free(&src_y);
     if (status != TG_STATUS_OK) {
         tg_py_raise(status);
         return -1;
@@ -138,7 +200,7 @@ static PyObject *model_forward(PyObject *self, PyObject *args, PyObject *kwargs)
     int train = 0;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|p", keywords, &x, &train)) return NULL;
     ModelObject *m = (ModelObject *)self;
-    if (feed(m, m->model.input, x, "x") != 0 || ensure_plan(m, 0) != 0 || copy_in(m, m->model.input, x, "x") != 0)
+    if (feed_inputs(m, x, NULL) != 0 || ensure_plan(m, 0) != 0 || copy_in(m, m->model.input, x, "x") != 0)
         return NULL;
     PyObject *ran = run_graph(m, train, 0);
     if (!ran) return NULL;
@@ -155,7 +217,7 @@ static PyObject *model_step(PyObject *self, PyObject *args, PyObject *kwargs)
     int zero_grad = 1, train = 1;
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|pp", keywords, &x, &y, &zero_grad, &train)) return NULL;
     ModelObject *m = (ModelObject *)self;
-    if (feed(m, m->model.input, x, "x") != 0 || feed(m, m->model.target, y, "y") != 0 || ensure_plan(m, 1) != 0 ||
+    if (feed_inputs(m, x, y) != 0 || ensure_plan(m, 1) != 0 ||
         copy_in(m, m->model.input, x, "x") != 0 || copy_in(m, m->model.target, y, "y") != 0)
         return NULL;
     if (zero_grad) tg_graph_zero_grad(&m->model.graph);
@@ -216,12 +278,14 @@ static PyObject *model_memory(PyObject *self, PyObject *args, PyObject *kwargs)
         memcpy(shape, in->shape, sizeof shape);
         shape[0] = batch;
         int64_t target_shape[TG_MAX_DIMS];
-        memcpy(target_shape, graph->nodes[m->model.target].value.shape, sizeof target_shape);
+        tg_tensor *target = &graph->nodes[m->model.target].value;
+        memcpy(target_shape, target->shape, sizeof target_shape);
         target_shape[0] = batch;
-        tg_status status = tg_graph_set_input_shape(graph, m->model.input, in->ndim, shape);
-        if (status == TG_STATUS_OK)
-            status = tg_graph_set_input_shape(graph, m->model.target, graph->nodes[m->model.target].value.ndim,
-                                              target_shape);
+        tg_tensor saved = *target;
+        /* the target first, without re-inference: see feed_inputs */
+        tg_status status = tg_tensor_set_shape(target, saved.dtype, saved.ndim, target_shape);
+        if (status == TG_STATUS_OK) status = tg_graph_set_input_shape(graph, m->model.input, in->ndim, shape);
+        if (status != TG_STATUS_OK) *target = saved;
         if (status != TG_STATUS_OK) return tg_py_raise(status);
         m->planned_for = 0;
     }
@@ -235,9 +299,22 @@ static PyObject *model_get_arch(PyObject *self, void *closure) { return PyUnicod
 static PyObject *model_get_options(PyObject *self, void *closure)
 {
     const tg_model_options *o = &model_of(self)->options;
-    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K}", "num_classes", (long long)o->num_classes, "in_channels",
-                         (long long)o->in_channels, "input_size", (long long)o->input_size, "dropout", o->dropout,
-                         "small_input", o->small_input, "seed", (unsigned long long)o->seed);
+    PyObject *weights = PyList_New((Py_ssize_t)o->n_class_weights);
+    for (int64_t i = 0; weights && i < o->n_class_weights; i++) {
+        PyObject *w = PyFloat_FromDouble(o->class_weights[i]);
+        if (!w) {
+            Py_CLEAR(weights);
+            break;
+        }
+        PyList_SET_ITEM(weights, (Py_ssize_t)i, w);
+    }
+    if (!weights) return NULL;
+    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K,s:s,s:i,s:d,s:d,s:d,s:d,s:N}", "num_classes",
+                         (long long)o->num_classes, "in_channels", (long long)o->in_channels, "input_size",
+                         (long long)o->input_size, "dropout", o->dropout, "small_input", o->small_input, "seed",
+                         (unsigned long long)o->seed, "encoder", o->encoder, "upsample", o->upsample, "loss_ce",
+                         o->loss_ce, "loss_dice", o->loss_dice, "loss_focal", o->loss_focal, "focal_gamma",
+                         o->focal_gamma, "class_weights", weights);
 }
 
 static PyGetSetDef model_getset[] = {
@@ -300,7 +377,8 @@ PyTypeObject tg_py_model_type = {
     .tp_basicsize = sizeof(ModelObject),
     .tp_dealloc = model_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0)",
+    .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0, "
+              "encoder='', upsample=0, loss_ce=1, loss_dice=0, loss_focal=0, focal_gamma=2, class_weights=None)",
     .tp_methods = model_methods,
     .tp_getset = model_getset,
     .tp_init = model_init,
