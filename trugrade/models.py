@@ -16,6 +16,17 @@ To fine-tune pretrained weights on other classes, load with strict=False after
 dropping the head's two tensors from the checkpoint (or load them and let
 load_state_dict report the shape mismatch); in_channels other than 3 changes the
 first conv's shape in the same way.
+
+Segmentation architectures (unet, unet_se, deeplabv3plus, fpn) return logits (N, classes, H, W)
+and train on int masks (N, H, W), with a configurable loss:
+
+    model = trugrade.models.create("unet_se", num_classes=2, in_channels=11, input_size=256,
+                                   loss={"dice": 0.4, "focal": 0.4, "wce": 0.2},
+                                   class_weights=class_weights_from_masks(masks, 2))
+    loss, grads = model.loss_and_grads(x, masks)
+
+deeplabv3plus and fpn take encoder="resnet18" | "resnet34" (default) | "resnet50"; their encoder
+parameters are torchvision's ResNet names under "backbone." (see load_backbone).
 """
 import os
 
@@ -46,7 +57,11 @@ class Model:
     __call__ = forward
 
     def loss_and_grads(self, x, y):
-        """(loss, {parameter name: gradient}) of one training-mode step on (x, y)."""
+        """(loss, {parameter name: gradient}) of one training-mode step on (x, y): y is int
+        labels (N,) for a classifier, int masks (N, H, W) for a segmentation model."""
+        y = np.asarray(y)
+        if y.dtype.kind not in "iub":
+            raise TrugradeValueError(f"{self.arch}: targets must be integer class indices, got dtype {y.dtype}")
         loss = self._c.step(_batch(x), np.ascontiguousarray(y, dtype=np.int64))
         return loss, {k: v.numpy() for k, v in self._c.tensors(grads=True).items()}
 
@@ -106,6 +121,20 @@ class Model:
             total += matched
         return total
 
+    def load_backbone(self, source):
+        """Loads a torchvision ResNet state_dict ({name: array} or a safetensors path) into the
+        encoder of deeplabv3plus / fpn: every name gets the "backbone." prefix, fc.* is skipped;
+        returns the list of encoder names that were not in `source`."""
+        if isinstance(source, (str, os.PathLike)):
+            source, _ = safetensors.load(source)
+        own = self._c.tensors()
+        prefixed = {f"backbone.{k}": v for k, v in source.items() if not k.startswith("fc.")}
+        unexpected = sorted(set(prefixed) - set(own))
+        if unexpected:
+            raise TrugradeValueError(f"load_backbone for {self.arch}: names the encoder lacks: {unexpected[:10]}")
+        self.load_state_dict(prefixed, strict=False)
+        return sorted(k for k in own if k.startswith("backbone.") and k not in prefixed)
+
     def parameter_count(self):
         return self._c.parameter_count()
 
@@ -124,11 +153,47 @@ def _batch(x):
     return x
 
 
-def create(name, **options):
+_UPSAMPLE_MODES = {"transpose": 0, "bilinear": 1}
+_LOSS_TERMS = {"ce": "loss_ce", "wce": "loss_ce", "dice": "loss_dice", "focal": "loss_focal"}
+
+
+def create(name, loss=None, class_weights=None, upsample="transpose", **options):
     """Creates an architecture of the zoo: num_classes, in_channels (the first conv
     adapts: 1 for grayscale, 11 for multispectral), input_size, dropout (the head's;
     -1 keeps the architecture's own: 0.2 EfficientNet/MobileNetV3, 0.5 VGG, none for
     ResNet/DenseNet), small_input (ResNet and DenseNet: 3x3 stride-1 stem without
     max-pool; -1: when input_size <= 64), drop_path (EfficientNet stochastic depth,
-    training only; -1: 0.2), seed."""
+    training only; -1: 0.2), seed; for segmentation also
+    encoder (deeplabv3plus, fpn), upsample ("transpose" or "bilinear", unet/unet_se),
+    loss: {"dice": w, "focal": w, "wce" (or "ce"): w, "gamma": focal gamma (default 2)}, the
+    weighted sum of dice_loss, softmax_focal_loss and cross_entropy (default: cross-entropy
+    alone), and class_weights: one per class for the cross-entropy term."""
+    if upsample not in _UPSAMPLE_MODES:
+        raise TrugradeValueError(f"upsample must be one of {sorted(_UPSAMPLE_MODES)}, got {upsample!r}")
+    options["upsample"] = _UPSAMPLE_MODES[upsample]
+    if loss is not None:
+        loss = dict(loss)
+        unknown = sorted(set(loss) - set(_LOSS_TERMS) - {"gamma"})
+        if unknown or ("ce" in loss and "wce" in loss):
+            raise TrugradeValueError(f"loss takes the terms dice, focal, wce (or ce) and gamma, got {sorted(loss)}")
+        if "gamma" in loss:
+            options["focal_gamma"] = float(loss.pop("gamma"))
+        options.update(loss_ce=0.0, loss_dice=0.0, loss_focal=0.0)
+        for term, weight in loss.items():
+            options[_LOSS_TERMS[term]] = float(weight)
+    if class_weights is not None:
+        options["class_weights"] = [float(w) for w in np.asarray(class_weights, dtype=np.float64).reshape(-1)]
     return Model(name, **options)
+
+
+def class_weights_from_masks(masks, num_classes):
+    """Inverse pixel frequency per class, normalised so the weights sum to num_classes
+    (w_c = (1 / f_c) / sum_k (1 / f_k) * C; a class with no pixel counts as one pixel).
+    A 1:13 foreground ratio gives about [0.14, 1.86]."""
+    counts = np.zeros(num_classes, np.float64)
+    for mask in masks if isinstance(masks, (list, tuple)) else [masks]:
+        mask = np.asarray(mask).reshape(-1)
+        mask = mask[(mask >= 0) & (mask < num_classes)]
+        counts += np.bincount(mask.astype(np.int64), minlength=num_classes)[:num_classes]
+    inverse = 1.0 / np.maximum(counts, 1.0)
+    return (inverse / inverse.sum() * num_classes).astype(np.float32)

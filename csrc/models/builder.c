@@ -129,6 +129,12 @@ tg_node_id tg_build_binary(tg_builder *b, const char *op, tg_node_id x, tg_node_
 tg_node_id tg_build_conv2d(tg_builder *b, const char *name, tg_node_id x, int64_t out_channels, int64_t kernel,
                            int64_t stride, int64_t padding, int64_t groups, int bias)
 {
+    return tg_build_conv2d_dilated(b, name, x, out_channels, kernel, stride, padding, 1, groups, bias);
+}
+
+tg_node_id tg_build_conv2d_dilated(tg_builder *b, const char *name, tg_node_id x, int64_t out_channels, int64_t kernel,
+                                   int64_t stride, int64_t padding, int64_t dilation, int64_t groups, int bias)
+{
     int64_t in_channels = tg_build_dim(b, x, 1);
     int64_t wshape[4] = {out_channels, groups ? in_channels / groups : 0, kernel, kernel};
     tg_node_id w = add_param(b, name, "weight", 4, wshape);
@@ -138,9 +144,28 @@ tg_node_id tg_build_conv2d(tg_builder *b, const char *name, tg_node_id x, int64_
     init_param(b, w, 0.0, sqrt(2.0 / (double)(out_channels / groups * kernel * kernel)));
     if (bias) init_param(b, bias_id, 1.0 / sqrt((double)(wshape[1] * kernel * kernel)), 0.0);
     tg_node_id in[3] = {x, w, bias_id};
-    static const char *const keys[] = {"stride", "padding", "groups"};
-    double values[3] = {(double)stride, (double)padding, (double)groups};
-    return tg_build_op(b, "conv2d", in, 3, 3, keys, values);
+    static const char *const keys[] = {"stride", "padding", "groups", "dilation"};
+    double values[4] = {(double)stride, (double)padding, (double)groups, (double)dilation};
+    return tg_build_op(b, "conv2d", in, 3, 4, keys, values);
+}
+
+tg_node_id tg_build_conv_transpose2d(tg_builder *b, const char *name, tg_node_id x, int64_t out_channels,
+                                     int64_t kernel, int64_t stride, int bias)
+{
+    int64_t in_channels = tg_build_dim(b, x, 1);
+    int64_t wshape[4] = {in_channels, out_channels, kernel, kernel};
+    tg_node_id w = add_param(b, name, "weight", 4, wshape);
+    tg_node_id bias_id = bias ? add_param(b, name, "bias", 1, &out_channels) : -1;
+    if (b->status != TG_STATUS_OK) return -1;
+    /* PyTorch's ConvTranspose2d default: kaiming_uniform_(a=sqrt(5)), i.e. U(+-1/sqrt(fan_in)) with
+     * fan_in = weight.size(1) * k * k (out_channels * k * k for a transposed weight) */
+    double bound = 1.0 / sqrt((double)(out_channels * kernel * kernel));
+    init_param(b, w, bound, 0.0);
+    if (bias) init_param(b, bias_id, bound, 0.0);
+    tg_node_id in[3] = {x, w, bias_id};
+    static const char *const keys[] = {"stride"};
+    double values[1] = {(double)stride};
+    return tg_build_op(b, "conv_transpose2d", in, 3, 1, keys, values);
 }
 
 tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum)

@@ -36,6 +36,14 @@ tg_node_id tg_build_binary(tg_builder *b, const char *op, tg_node_id x, tg_node_
 tg_node_id tg_build_conv2d(tg_builder *b, const char *name, tg_node_id x, int64_t out_channels, int64_t kernel,
                            int64_t stride, int64_t padding, int64_t groups, int bias);
 
+/* conv2d as above with a dilation (both dims). */
+tg_node_id tg_build_conv2d_dilated(tg_builder *b, const char *name, tg_node_id x, int64_t out_channels, int64_t kernel,
+                                   int64_t stride, int64_t padding, int64_t dilation, int64_t groups, int bias);
+
+/* conv_transpose2d with weight [in, out, k, k] (PyTorch's default uniform init), no padding. */
+tg_node_id tg_build_conv_transpose2d(tg_builder *b, const char *name, tg_node_id x, int64_t out_channels,
+                                     int64_t kernel, int64_t stride, int bias);
+
 /* batchnorm2d with weight (1), bias (0), running_mean, running_var and num_batches_tracked. */
 tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum);
 

@@ -9,6 +9,13 @@
 #include "../core/graph.h"
 #include "builder.h"
 
+#define TG_MODEL_MAX_CLASS_WEIGHTS 256
+
+typedef enum tg_model_upsample {
+    TG_MODEL_UPSAMPLE_TRANSPOSE = 0,   /* conv_transpose2d 2x2 stride 2 (the default) */
+    TG_MODEL_UPSAMPLE_BILINEAR = 1,    /* bilinear x2 (align_corners) then a 1x1 conv */
+} tg_model_upsample;
+
 typedef struct tg_model_options {
     int64_t num_classes;   /* default 1000 */
     int64_t in_channels;   /* default 3 */
@@ -17,6 +24,14 @@ typedef struct tg_model_options {
     int small_input;       /* ResNet, DenseNet: 3x3 stride-1 stem, no max-pool; -1: auto (input_size <= 64) */
     double drop_path;      /* EfficientNet stochastic depth (training only); < 0: its own default (0.2) */
     uint64_t seed;         /* parameter initialisation */
+    /* segmentation architectures */
+    char encoder[16];      /* deeplabv3plus, fpn: resnet18, resnet34 or resnet50; "": resnet34 */
+    int upsample;          /* unet, unet_se: a tg_model_upsample */
+    /* the loss: loss_ce * cross_entropy(class_weights) + loss_dice * dice_loss
+     * + loss_focal * softmax_focal_loss(gamma = focal_gamma); default 1, 0, 0 (plain cross-entropy) */
+    double loss_ce, loss_dice, loss_focal, focal_gamma;
+    int64_t n_class_weights;                           /* 0: none; else num_classes */
+    float class_weights[TG_MODEL_MAX_CLASS_WEIGHTS];   /* cross-entropy weights, buffer "loss.class_weight" */
 } tg_model_options;
 
 /* Defaults as documented on each field. */
@@ -45,8 +60,9 @@ int tg_arch_count(void);
 const tg_arch *tg_arch_at(int index);
 const tg_arch *tg_arch_find(const char *name);
 
-/* Builds `arch` into `model` (a batch of 2 at options->input_size), with a
- * cross-entropy loss. TG_STATUS_VALUE naming the known architectures when the
+/* Builds `arch` into `model` (a batch of 2 at options->input_size), with the loss
+ * the options describe (cross-entropy by default). The target is int64 labels [N]
+ * for logits [N, classes], masks [N, H, W] for logits [N, classes, H, W]. TG_STATUS_VALUE naming the known architectures when the
  * name is unknown; on failure nothing stays allocated. */
 tg_status tg_model_create(tg_model *model, const char *arch, const tg_model_options *options);
 void tg_model_free(tg_model *model);
@@ -74,5 +90,17 @@ tg_node_id tg_arch_vgg16_bn(tg_builder *b, tg_node_id x, const tg_model_options 
 tg_node_id tg_arch_mobilenet_v3_small(tg_builder *b, tg_node_id x, const tg_model_options *o);
 tg_node_id tg_arch_smallcnn(tg_builder *b, tg_node_id x, const tg_model_options *o);
 tg_node_id tg_arch_fashioncnn(tg_builder *b, tg_node_id x, const tg_model_options *o);
+/* Segmentation (unet.c, deeplab.c, fpn.c): logits [N, classes, H, W] at the input's size. */
+tg_node_id tg_arch_unet(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_unet_se(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_deeplabv3plus(tg_builder *b, tg_node_id x, const tg_model_options *o);
+tg_node_id tg_arch_fpn(tg_builder *b, tg_node_id x, const tg_model_options *o);
+
+/* The ResNet trunk (resnet.c) as an encoder named "<prefix>conv1", "<prefix>layer1.0.conv1", ...
+ * (torchvision's names under prefix): stages[i] and channels[i] are layer(i+1)'s output
+ * (strides 4, 8, 16, 32; 16 for layer4 with dilate_last). encoder: resnet18, resnet34 or
+ * resnet50. Returns 0, or -1 with the builder's status set. */
+int tg_build_resnet_encoder(tg_builder *b, tg_node_id x, const char *encoder, const char *prefix, int dilate_last,
+                            tg_node_id stages[4], int64_t channels[4]);
 
 #endif

@@ -15,6 +15,10 @@ static const tg_arch arch_table[] = {
     {"mobilenet_v3_small", tg_arch_mobilenet_v3_small, "MobileNetV3-Small (torchvision names)"},
     {"smallcnn", tg_arch_smallcnn, "conv32-relu-pool-conv64-relu-pool-fc128-fc: the speed reference"},
     {"fashioncnn", tg_arch_fashioncnn, "a small BatchNorm CNN for 28x28 gray images (Fashion-MNIST)"},
+    {"unet", tg_arch_unet, "U-Net 64-128-256-512, bottleneck 1024 (segmentation)"},
+    {"unet_se", tg_arch_unet_se, "U-Net with squeeze-excitation, BatchNorm and dropout 0.2 (segmentation)"},
+    {"deeplabv3plus", tg_arch_deeplabv3plus, "DeepLabV3+ over a ResNet encoder 'backbone.' (segmentation)"},
+    {"fpn", tg_arch_fpn, "feature pyramid network over a ResNet encoder 'backbone.' (segmentation)"},
 };
 
 int tg_arch_count(void) { return (int)(sizeof arch_table / sizeof arch_table[0]); }
@@ -37,6 +41,75 @@ void tg_model_options_default(tg_model_options *options)
     options->small_input = -1;
     options->drop_path = -1.0;
     options->seed = 0;
+    options->encoder[0] = '\0';
+    options->upsample = TG_MODEL_UPSAMPLE_TRANSPOSE;
+    options->loss_ce = 1.0;
+    options->loss_dice = 0.0;
+    options->loss_focal = 0.0;
+    options->focal_gamma = 2.0;
+    options->n_class_weights = 0;
+}
+
+static tg_status check_loss_options(const char *arch, const tg_model_options *o)
+{
+    if (!(o->loss_ce >= 0.0 && o->loss_dice >= 0.0 && o->loss_focal >= 0.0) ||
+        !(o->loss_ce + o->loss_dice + o->loss_focal > 0.0))
+        return tg_error(TG_STATUS_VALUE, "%s: loss weights must be >= 0 with a positive sum, got ce %g, dice %g, focal %g",
+                        arch, o->loss_ce, o->loss_dice, o->loss_focal);
+    if (!(o->focal_gamma >= 0.0))
+        return tg_error(TG_STATUS_VALUE, "%s: focal gamma must be >= 0, got %g", arch, o->focal_gamma);
+    if (o->n_class_weights != 0 && o->n_class_weights != o->num_classes)
+        return tg_error(TG_STATUS_VALUE, "%s: class_weights needs one weight per class (%lld), got %lld", arch,
+                        (long long)o->num_classes, (long long)o->n_class_weights);
+    if (o->n_class_weights > TG_MODEL_MAX_CLASS_WEIGHTS)
+        return tg_error(TG_STATUS_VALUE, "%s: class_weights supports at most %d classes, got %lld", arch,
+                        TG_MODEL_MAX_CLASS_WEIGHTS, (long long)o->n_class_weights);
+    if (o->upsample != TG_MODEL_UPSAMPLE_TRANSPOSE && o->upsample != TG_MODEL_UPSAMPLE_BILINEAR)
+        return tg_error(TG_STATUS_VALUE, "%s: upsample must be 0 (transposed conv) or 1 (bilinear), got %d", arch,
+                        o->upsample);
+    return TG_STATUS_OK;
+}
+
+/* One term of the loss times its weight (no scale node for weight 1), added to `sum` (-1: none yet). */
+static tg_node_id add_loss_term(tg_builder *b, tg_node_id sum, tg_node_id term, double weight)
+{
+    if (weight != 1.0) {
+        static const char *const keys[] = {"factor"};
+        term = tg_build_op(b, "scale", &term, 1, 1, keys, &weight);
+    }
+    return sum < 0 ? term : tg_build_binary(b, "add", sum, term);
+}
+
+/* NOTE: the class weights weight the cross-entropy term only; dice and focal are
+ * unweighted, so 0.4 dice + 0.4 focal + 0.2 wCE is the usual imbalance recipe. The
+ * weights are the buffer "loss.class_weight" (saved and loaded with the model). */
+static tg_node_id build_loss(tg_builder *b, tg_model *model, const tg_model_options *o)
+{
+    tg_node_id loss = -1;
+    if (o->loss_ce > 0.0) {
+        tg_node_id weight = -1;
+        if (o->n_class_weights > 0) {
+            tg_status status = tg_graph_buffer(b->graph, "loss.class_weight", TG_DTYPE_F32, 1, &o->n_class_weights,
+                                               &weight);
+            if (status != TG_STATUS_OK) {
+                b->status = status;
+                return -1;
+            }
+            float *data = b->graph->nodes[weight].value.data;
+            for (int64_t k = 0; k < o->n_class_weights; k++) data[k] = o->class_weights[k];
+        }
+        tg_node_id in[3] = {model->output, model->target, weight};
+        loss = add_loss_term(b, loss, tg_build_op(b, "cross_entropy", in, 3, 0, NULL, NULL), o->loss_ce);
+    }
+    if (o->loss_dice > 0.0)
+        loss = add_loss_term(b, loss, tg_build_binary(b, "dice_loss", model->output, model->target), o->loss_dice);
+    if (o->loss_focal > 0.0) {
+        static const char *const keys[] = {"gamma"};
+        tg_node_id in[2] = {model->output, model->target};
+        loss = add_loss_term(b, loss, tg_build_op(b, "softmax_focal_loss", in, 2, 1, keys, &o->focal_gamma),
+                             o->loss_focal);
+    }
+    return loss;
 }
 
 static tg_status unknown_arch(const char *name)
@@ -59,6 +132,8 @@ tg_status tg_model_create(tg_model *model, const char *arch, const tg_model_opti
         return tg_error(TG_STATUS_VALUE, "%s: num_classes, in_channels and input_size must be >= 1 (got %lld, %lld, %lld)",
                         arch, (long long)options->num_classes, (long long)options->in_channels,
                         (long long)options->input_size);
+    tg_status checked = check_loss_options(arch, options);
+    if (checked != TG_STATUS_OK) return checked;
     model->options = *options;
     snprintf(model->arch, sizeof model->arch, "%s", arch);
     tg_builder b;
@@ -70,11 +145,15 @@ tg_status tg_model_create(tg_model *model, const char *arch, const tg_model_opti
         status = tg_builder_finish(&b);
     }
     if (status == TG_STATUS_OK) {
-        int64_t target_shape[1] = {2};
-        status = tg_graph_input(&model->graph, "target", TG_DTYPE_I64, 1, target_shape, &model->target);
+        /* labels [N] for logits [N, C]; masks [N, H, W] for logits [N, C, H, W] */
+        const tg_tensor *logits = &model->graph.nodes[model->output].value;
+        int64_t target_shape[TG_MAX_DIMS] = {logits->shape[0]};
+        for (int d = 2; d < logits->ndim; d++) target_shape[d - 1] = logits->shape[d];
+        int target_ndim = logits->ndim > 1 ? logits->ndim - 1 : 1;
+        status = tg_graph_input(&model->graph, "target", TG_DTYPE_I64, target_ndim, target_shape, &model->target);
     }
     if (status == TG_STATUS_OK) {
-        model->loss = tg_build_binary(&b, "cross_entropy", model->output, model->target);
+        model->loss = build_loss(&b, model, options);
         status = tg_builder_finish(&b);
     }
     if (status == TG_STATUS_OK) status = tg_graph_keep(&model->graph, model->output);

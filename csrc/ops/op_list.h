@@ -51,3 +51,6 @@ TG_OP(conv2d)
 TG_OP(conv_transpose2d)
 /* model architectures (stochastic_depth.c): EfficientNet's per-sample residual drop */
 TG_OP(stochastic_depth)
+/* segmentation losses (seg_loss.c) */
+TG_OP(softmax_focal_loss)
+TG_OP(scale)

@@ -19,20 +19,56 @@ static tg_model *model_of(PyObject *self) { return &((ModelObject *)self)->model
 
 tg_model *tg_py_model_of(PyObject *model_object) { return model_of(model_object); }
 
+/* class_weights: None or a sequence of num_classes floats into the options. */
+static int parse_class_weights(PyObject *weights, tg_model_options *options)
+{
+    if (!weights || weights == Py_None) return 0;
+    PyObject *seq = PySequence_Fast(weights, "class_weights must be a sequence of floats (one per class) or None");
+    if (!seq) return -1;
+    Py_ssize_t n = PySequence_Fast_GET_SIZE(seq);
+    if (n < 1 || n > TG_MODEL_MAX_CLASS_WEIGHTS) {
+        PyErr_Format(PyExc_ValueError, "class_weights must have 1 to %d entries (one per class), got %zd",
+                     TG_MODEL_MAX_CLASS_WEIGHTS, n);
+        Py_DECREF(seq);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        double w = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(seq, i));
+        if (w == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(seq);
+            return -1;
+        }
+        options->class_weights[i] = (float)w;
+    }
+    options->n_class_weights = n;
+    Py_DECREF(seq);
+    return 0;
+}
+
 static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed",
-                               "drop_path", NULL};
-    const char *arch;
+                               "drop_path", "encoder", "upsample", "loss_ce", "loss_dice", "loss_focal", "focal_gamma",
+                               "class_weights", NULL};
+    const char *arch, *encoder = "";
+    PyObject *class_weights = NULL;
     tg_model_options options;
     tg_model_options_default(&options);
     long long num_classes = options.num_classes, in_channels = options.in_channels, input_size = options.input_size;
     int small_input = options.small_input;
     unsigned long long seed = 0;
     double dropout = options.dropout, drop_path = options.drop_path;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiKd", keywords, &arch, &num_classes, &in_channels,
-                                     &input_size, &dropout, &small_input, &seed, &drop_path))
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiKdsiddddO", keywords, &arch, &num_classes, &in_channels,
+                                     &input_size, &dropout, &small_input, &seed, &drop_path, &encoder,
+                                     &options.upsample, &options.loss_ce, &options.loss_dice, &options.loss_focal,
+                                     &options.focal_gamma, &class_weights))
         return -1;
+    if (strlen(encoder) >= sizeof options.encoder) {
+        PyErr_Format(PyExc_ValueError, "encoder '%s' is unknown; use resnet18, resnet34 or resnet50", encoder);
+        return -1;
+    }
+    strcpy(options.encoder, encoder);
+    if (parse_class_weights(class_weights, &options) != 0) return -1;
     options.num_classes = num_classes;
     options.in_channels = in_channels;
     options.input_size = input_size;
@@ -280,10 +316,22 @@ static PyObject *model_get_arch(PyObject *self, void *closure) { return PyUnicod
 static PyObject *model_get_options(PyObject *self, void *closure)
 {
     const tg_model_options *o = &model_of(self)->options;
-    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K,s:d}", "num_classes", (long long)o->num_classes, "in_channels",
-                         (long long)o->in_channels, "input_size", (long long)o->input_size, "dropout", o->dropout,
-                         "small_input", o->small_input, "seed", (unsigned long long)o->seed, "drop_path",
-                         o->drop_path);
+    PyObject *weights = PyList_New((Py_ssize_t)o->n_class_weights);
+    for (int64_t i = 0; weights && i < o->n_class_weights; i++) {
+        PyObject *w = PyFloat_FromDouble(o->class_weights[i]);
+        if (!w) {
+            Py_CLEAR(weights);
+            break;
+        }
+        PyList_SET_ITEM(weights, (Py_ssize_t)i, w);
+    }
+    if (!weights) return NULL;
+    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K,s:d,s:s,s:i,s:d,s:d,s:d,s:d,s:N}", "num_classes",
+                         (long long)o->num_classes, "in_channels", (long long)o->in_channels, "input_size",
+                         (long long)o->input_size, "dropout", o->dropout, "small_input", o->small_input, "seed",
+                         (unsigned long long)o->seed, "drop_path", o->drop_path, "encoder", o->encoder, "upsample",
+                         o->upsample, "loss_ce", o->loss_ce, "loss_dice", o->loss_dice, "loss_focal", o->loss_focal,
+                         "focal_gamma", o->focal_gamma, "class_weights", weights);
 }
 
 static PyGetSetDef model_getset[] = {
@@ -349,7 +397,9 @@ PyTypeObject tg_py_model_type = {
     .tp_basicsize = sizeof(ModelObject),
     .tp_dealloc = model_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0, drop_path=-1)",
+    .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0, "
+              "drop_path=-1, encoder='', upsample=0, loss_ce=1, loss_dice=0, loss_focal=0, focal_gamma=2, "
+              "class_weights=None)",
     .tp_methods = model_methods,
     .tp_getset = model_getset,
     .tp_init = model_init,

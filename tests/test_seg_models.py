@@ -1,0 +1,157 @@
+"""Output parity of the segmentation architectures (csrc/models/unet.c, deeplab.c, fpn.c) with
+the same architectures in plain PyTorch (tests/torch_seg_models.py, same parameter names):
+trugrade's weights are loaded into the torch model, BatchNorm running statistics calibrated in
+torch on the batch and loaded back (both directions of state_dict transfer), then
+
+- eval forward: |ours - torch| <= 1e-3 * max|torch| + 1e-5 (float32 both; measured 1e-6
+  relative for most, 2e-4 for fpn-resnet50 whose BN statistics come from 8 values);
+- loss_and_grads in eval mode (running statistics) and training mode (batch statistics):
+  loss rtol 1e-4 against torch float64 (measured up to 2e-5), and the relative L2 error of all gradients together
+  against torch float64 at most 4x that of torch float32 (+1e-4).
+  NOTE: the gradients are ill-conditioned in float32 (ReLU / max-pool decisions that flip with
+  rounding, BatchNorm over the few values of the deep levels at 64x64: 8 per channel in an
+  FPN's layer4, 2 in the ASPP pooling branch): torch float32 itself is 1e-7..3e-2 away from
+  float64 depending on the model, so float32 torch is the yardstick rather than a fixed bound.
+Models are created with dropout=0 (dropout is random, so it is the one thing not compared)."""
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+import torch_seg_models as T
+import trugrade.models as M
+
+COMBINED = {"dice": 0.4, "focal": 0.4, "wce": 0.2}
+
+CONFIGS = [
+    ("unet_se-ce", "unet_se", lambda: T.UNet(11, 2, se=True, dropout=0.0),
+     dict(in_channels=11, num_classes=2, input_size=64), None, None),
+    ("unet_se-combined", "unet_se", lambda: T.UNet(11, 2, se=True, dropout=0.0),
+     dict(in_channels=11, num_classes=2, input_size=64), COMBINED, [0.14, 1.86]),
+    ("unet-bilinear-ce", "unet", lambda: T.UNet(3, 3, bilinear=True),
+     dict(in_channels=3, num_classes=3, input_size=32, upsample="bilinear"), None, None),
+    ("deeplabv3plus-resnet34-ce", "deeplabv3plus", lambda: T.DeepLabV3Plus(11, 2, "resnet34", dropout=0.0),
+     dict(in_channels=11, num_classes=2, input_size=64), None, None),
+    ("deeplabv3plus-resnet18-combined", "deeplabv3plus", lambda: T.DeepLabV3Plus(3, 3, "resnet18", dropout=0.0),
+     dict(in_channels=3, num_classes=3, input_size=64, encoder="resnet18"), COMBINED, [0.3, 1.2, 1.5]),
+    ("fpn-resnet18-ce", "fpn", lambda: T.FPN(11, 2, "resnet18"),
+     dict(in_channels=11, num_classes=2, input_size=64, encoder="resnet18"), None, None),
+    ("fpn-resnet50-combined", "fpn", lambda: T.FPN(3, 3, "resnet50"),
+     dict(in_channels=3, num_classes=3, input_size=64, encoder="resnet50"), COMBINED, [0.2, 1.0, 1.8]),
+]
+
+
+def _torch_loss(logits, target, loss, class_weights):
+    if loss is None:
+        return T.combined_loss(logits, target)
+    weights = None if class_weights is None else torch.tensor(class_weights, dtype=logits.dtype)
+    return T.combined_loss(logits, target, ce=loss["wce"], dice=loss["dice"], focal=loss["focal"],
+                           class_weights=weights)
+
+
+def _grads(module):
+    return {k: p.grad.double().numpy() for k, p in module.named_parameters()}
+
+
+@pytest.mark.parametrize("config", CONFIGS, ids=[c[0] for c in CONFIGS])
+def test_matches_pytorch(config):
+    _, arch, make_torch, options, loss, class_weights = config
+    model = M.create(arch, dropout=0.0, loss=loss, class_weights=class_weights, **options)
+    reference = make_torch()
+    assert model.parameter_count() == sum(p.numel() for p in reference.parameters())
+    own = model.state_dict()
+    reference.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in own.items() if not k.startswith("loss.")})
+
+    rng = np.random.default_rng(0)
+    n, c, s, classes = 2, options["in_channels"], options["input_size"], options["num_classes"]
+    x = rng.standard_normal((n, c, s, s)).astype(np.float32)
+    y = (rng.random((n, s, s)) < 0.25).astype(np.int64) * rng.integers(1, classes, (n, s, s))
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+
+    # calibrate the running statistics on this batch (cumulative average of one batch), load them back
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None
+            module.reset_running_stats()
+    reference.train()
+    with torch.no_grad():
+        reference(xt)
+    for module in reference.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = 0.1
+    model.load_state_dict({k: v.numpy() for k, v in reference.state_dict().items()}, strict=False)
+
+    # eval forward
+    reference.eval()
+    expected = reference(xt).detach().numpy()
+    got = model.forward(x)
+    assert got.shape == (n, classes, s, s)
+    assert np.abs(got - expected).max() <= 1e-3 * np.abs(expected).max() + 1e-5
+
+    # loss and gradients in eval mode (running statistics) and training mode (batch statistics)
+    # against torch float64, with torch float32 as the yardstick
+    reference64 = copy.deepcopy(reference).double()
+    names = [k for k, _ in reference.named_parameters()]
+    flat = lambda grads: np.concatenate([np.asarray(grads[k], np.float64).ravel() for k in names])
+    for train in (False, True):
+        results = {}
+        for tag, module, dtype in (("f32", reference, torch.float32), ("f64", reference64, torch.float64)):
+            module.train(train)
+            module.zero_grad()
+            value = _torch_loss(module(xt.to(dtype)), yt, loss, class_weights)
+            value.backward()
+            results[tag] = (value.item(), flat(_grads(module)))
+        got_loss = model._c.step(x, y, train=train)
+        got = flat({k: v.numpy() for k, v in model._c.tensors(grads=True).items()})
+        np.testing.assert_allclose(got_loss, results["f64"][0], rtol=1e-4)
+        ref = results["f64"][1]
+        ours = np.linalg.norm(got - ref) / np.linalg.norm(ref)
+        torch32 = np.linalg.norm(results["f32"][1] - ref) / np.linalg.norm(ref)
+        print(f"{config[0]} {'train' if train else 'eval'}: gradient rel L2 vs float64 ours {ours:.1e} torch32 {torch32:.1e}")
+        # NOTE: in float32 a few pre-activations sit within rounding of zero, and which
+        # implementation's ReLU flips there is luck (torch32 itself lands 1e-7 to 3e-2 from
+        # float64 depending on the weights): allow 4x torch32's error or 1e-2, whichever is larger.
+        assert ours <= max(4 * torch32, 1e-2), (train, ours, torch32)
+
+
+def test_unet_se_parameter_count():
+    model = M.create("unet_se", num_classes=2, in_channels=11, input_size=64)
+    assert model.parameter_count() == 31_289_310
+    # the classic U-Net (milesial/Pytorch-UNet, transposed convs) with 3 inputs and 1 class
+    assert M.create("unet", num_classes=1, in_channels=3, input_size=64).parameter_count() == 31_037_633
+
+
+def test_load_backbone_takes_torchvision_names():
+    model = M.create("fpn", num_classes=2, in_channels=3, input_size=64, encoder="resnet18")
+    trunk = T.ResNetTrunk("resnet18", 3)
+    state = {k: v.numpy() + 1.0 for k, v in trunk.state_dict().items()}
+    state["fc.weight"] = np.zeros((1000, 512), np.float32)
+    missing = model.load_backbone(state)
+    assert missing == []
+    np.testing.assert_array_equal(model.state_dict()["backbone.layer3.1.conv2.weight"],
+                                  state["layer3.1.conv2.weight"])
+
+
+def test_masks_of_a_new_batch_and_size():
+    model = M.create("unet", num_classes=3, in_channels=1, input_size=32, loss=COMBINED)
+    rng = np.random.default_rng(1)
+    assert model.forward(rng.standard_normal((3, 1, 48, 64))).shape == (3, 3, 48, 64)
+    loss, grads = model.loss_and_grads(rng.standard_normal((1, 1, 32, 32)), rng.integers(0, 3, (1, 32, 32)))
+    assert np.isfinite(loss) and np.isfinite(grads["outc.weight"]).all()
+    with pytest.raises(Exception, match="integer"):
+        model.loss_and_grads(rng.standard_normal((1, 1, 32, 32)), rng.random((1, 32, 32)))
+
+
+def test_class_weights_from_masks():
+    masks = np.zeros((2, 7, 4), np.int64)
+    masks.reshape(-1)[::14] = 1   # 1 debris pixel in 14
+    np.testing.assert_allclose(M.class_weights_from_masks(masks, 2), [1 / 7, 13 / 7], rtol=1e-6)
+
+
+def test_classification_keeps_working_at_any_batch():
+    model = M.create("resnet18", num_classes=10, in_channels=1, input_size=28)
+    rng = np.random.default_rng(2)
+    assert model.forward(rng.standard_normal((5, 1, 28, 28))).shape == (5, 10)
+    loss, _ = model.loss_and_grads(rng.standard_normal((3, 1, 28, 28)), [1, 2, 3])
+    assert np.isfinite(loss)
