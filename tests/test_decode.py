@@ -12,8 +12,7 @@ import pytest
 import trugrade
 from trugrade import DecodeError
 
-Image = pytest.importorskip("PIL.Image")
-ImageOps = pytest.importorskip("PIL.ImageOps")
+from PIL import Image, ImageOps  # noqa: E402 - test dependencies, installed by .ci/setup
 
 RNG = np.random.default_rng(1234)
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist"
@@ -170,7 +169,7 @@ def test_jpeg_cmyk_refused(tmp_path):
 
 # ---------------------------------------------------------------- DICOM
 
-pydicom = pytest.importorskip("pydicom")
+import pydicom  # noqa: E402
 from pydicom.data import get_testdata_file  # noqa: E402
 
 
@@ -358,7 +357,6 @@ def test_idx_gzip_of_several_members(tmp_path):
     np.testing.assert_array_equal(trugrade.read_idx(path), images)
 
 
-@pytest.mark.skipif(not os.path.isdir(FASHION_MNIST), reason="dataset-fashion-mnist is not installed")
 @pytest.mark.parametrize("split,count", [("t10k", 10000), ("train", 60000)])
 def test_fashion_mnist(split, count):
     def numpy_idx(path):

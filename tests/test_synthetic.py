@@ -46,7 +46,6 @@ def test_write_synthetic_debris(tmp_path):
     assert mask.reshape(64, 64).max() <= 1 and mask.sum() > 0
 
 
-@pytest.mark.skipif(not os.path.exists(FASHION), reason="Fashion-MNIST is not installed")
 def test_fashion_mnist_scenes(tmp_path):
     images = data.read_idx(os.path.join(FASHION, "t10k-images-idx3-ubyte.gz"))[:100]
     labels = data.read_idx(os.path.join(FASHION, "t10k-labels-idx1-ubyte.gz"))[:100]

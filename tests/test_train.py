@@ -81,7 +81,7 @@ def test_resume_after_sigkill_is_bit_identical(small_fashion, tmp_path):
     the same losses and weights, bit for bit, as a run never interrupted."""
     whole = train(config(small_fashion, str(tmp_path / "a")), progress=False)
     cfg = config(small_fashion, str(tmp_path / "b"))
-    script = (f"import trugrade.train as t; t.train({cfg!r}, progress=False)")
+    script = (f"from trugrade.train import train; train({cfg!r}, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script])
     metrics = tmp_path / "b" / "t" / "metrics.jsonl"
     deadline = time.time() + 300
@@ -118,7 +118,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_matches(small_fashion, tmp_path):
     original = trugrade._C.Trainer.run_epoch
 
     cfg = config(small_fashion, str(tmp_path / "b"), train__epochs=2)
-    import trugrade.train as train_module
+    import importlib
+    train_module = importlib.import_module("trugrade.train")  # the module; trugrade.train is the function
     calls = {"n": 0}
 
     def interrupting_epoch(trainer, progress):

@@ -11,6 +11,8 @@ from ._C import Graph
 from .data import probe_image, read_idx, read_image
 from .tensor import Tensor, get_num_threads, set_num_threads
 from . import validator
+from .predict import load_model
+from .train import Run, train
 from .validator import validate_dataset
 
 __version__ = "0.1.0"

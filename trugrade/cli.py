@@ -1,5 +1,8 @@
 """The `trugrade` command: subcommands registered in one table.
 
+    trugrade train CONFIG [--set k=v ...] [--resume RUN] [--name NAME]
+    trugrade eval RUN_OR_CHECKPOINT --data PATH
+    trugrade predict CHECKPOINT IMAGES...
     trugrade validate DATASET [--json out.json] [--html report.html]
     trugrade dataset create --task TASK --from PATH --out PATH
     trugrade dataset convert SOURCE --to yolo|coco --out PATH
@@ -307,6 +310,79 @@ def _run_handler(args):
     return args.handler(args)
 
 
+# --------------------------------------------------------------------------- train, eval, predict
+
+
+def _configure_train(parser):
+    parser.add_argument("config", nargs="?", help="a YAML config (optional with --resume)")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides, e.g. optim.lr=0.01")
+    parser.add_argument("--preset", choices=("quick", "standard", "intensive"))
+    parser.add_argument("--resume", metavar="RUN", help="continue this run (its folder or name)")
+    parser.add_argument("--allow-config-change", action="store_true", help="resume even if the config differs")
+    parser.add_argument("--name", help="run name (default: the config's)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _run_train(args):
+    from .train import train
+    if not args.config and not args.resume:
+        raise TrugradeError("train needs a CONFIG, or --resume RUN")
+    run = train(args.config, overrides=args.set, preset=args.preset, name=args.name, resume=args.resume,
+                progress=not args.no_progress, allow_config_change=args.allow_config_change)
+    print(f"run {run.dir}: {run.status}")
+    if run.metrics:
+        print("  last epoch: " + ", ".join(f"{k} {v:.4f}" for k, v in run.metrics[-1].items() if isinstance(v, float)))
+    if run.test:
+        print(f"  test accuracy {run.test['accuracy']:.4f}, macro F1 {run.test['macro']['f1']:.4f}, "
+              f"loss {run.test['loss']:.4f}\n  report: {run.report_path}")
+    return 0 if run.status in ("completed", "interrupted") else 1
+
+
+def _configure_eval(parser):
+    parser.add_argument("checkpoint", help="a run folder or a checkpoint (.safetensors)")
+    parser.add_argument("--data", required=True, help="dataset folder (IDX) whose test split is evaluated")
+
+
+def _run_eval(args):
+    import numpy as np
+    from . import config as configlib
+    from . import metrics
+    from .predict import load_model
+    from .train import load_data
+    model = load_model(args.checkpoint)
+    cfg = configlib.from_mapping(model.metadata["config"], overrides=[f"data.path={args.data}"])
+    splits, _ = load_data(cfg)
+    images, labels = splits.get("test") or splits["val"]
+    probabilities = model.predict(images)
+    report = metrics.classification_report(labels, probabilities, len(model.classes))
+    print(f"{model.arch} on {args.data} ({len(labels)} images): accuracy {report['accuracy']:.4f}, macro F1 "
+          f"{report['macro']['f1']:.4f}, ROC AUC {report['roc_auc_macro']:.4f}, ECE {report['ece']:.4f}")
+    print("confusion matrix (rows: true):")
+    print(np.array2string(report["confusion_matrix"], max_line_width=200))
+    return 0
+
+
+def _configure_predict(parser):
+    parser.add_argument("checkpoint", help="a run folder or a checkpoint (.safetensors)")
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, DICOM, NPY)")
+    parser.add_argument("--top", type=int, default=3, help="classes shown per image")
+
+
+def _run_predict(args):
+    import numpy as np
+    from .data import read_image
+    from .predict import load_model
+    model = load_model(args.checkpoint)
+    for path in args.images:
+        probabilities = model.predict(read_image(path)[None])[0]
+        best = np.argsort(-probabilities)[:args.top]
+        print(f"{path}: " + ", ".join(f"{model.classes[i]} {probabilities[i]:.3f}" for i in best))
+    return 0
+
+
+register("train", "train a model from a config (or resume a run)", _configure_train, _run_train)
+register("eval", "evaluate a trained model on a dataset's test split", _configure_eval, _run_eval)
+register("predict", "class probabilities of image files", _configure_predict, _run_predict)
 register("validate", "check a dataset: files, labels, balance, quality, duplicates, label errors",
          _configure_validate, _run_validate)
 register("dataset", "create, convert and describe datasets", _configure_dataset, _run_dataset)

@@ -1,0 +1,19 @@
+"""The notebooks run top to bottom (nbclient), on a small subset of the real data."""
+import os
+from pathlib import Path
+
+import nbformat
+from nbclient import NotebookClient
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def test_train_classifier_notebook_runs(monkeypatch):
+    monkeypatch.setenv("TRUGRADE_NOTEBOOK_SUBSET", "600")
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.read(NOTEBOOKS / "01_train_classifier.ipynb", as_version=4)
+    NotebookClient(notebook, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
+    outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
+                      for o in cell.get("outputs", []))
+    assert "test accuracy:" in outputs and "predicted" in outputs
