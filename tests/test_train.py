@@ -156,3 +156,54 @@ def test_nan_stops_the_run_naming_the_step_and_layer(small_fashion, tmp_path):
     with pytest.raises(trugrade.TrugradeError, match=r"epoch 1 step 0.*linear.*fc1\.weight"):
         train(config(small_fashion, str(tmp_path), model__pretrained=str(path)), progress=False)
     assert not os.path.exists(tmp_path / "t" / "checkpoints" / "last.safetensors")
+
+
+def write_folder_dataset(root, per_class=30, corrupt=False):
+    """Two classes of 32x32 RGB PNGs told apart by brightness, in class folders."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("dark", "light")):
+        os.makedirs(root / name, exist_ok=True)
+        for i in range(per_class):
+            base = 60 + 120 * c
+            pixels = np.clip(base + rng.normal(0, 25, (32, 32, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(pixels).save(root / name / f"{i}.png")
+    if corrupt:
+        data = open(root / "dark" / "0.png", "rb").read()
+        open(root / "dark" / "0.png", "wb").write(data[: len(data) // 2])
+
+
+def folder_config(data, runs):
+    return {
+        "model": {"arch": "smallcnn", "num_classes": 2, "in_channels": 3, "input_size": 28},
+        "data": {"path": str(data), "batch_size": 8, "num_workers": 2,
+                 "split": {"train": 0.7, "val": 0.15, "test": 0.15},
+                 "augment": [{"name": "resize", "params": {"size": 28}}, {"name": "hflip", "params": {"p": 0.5}},
+                             {"name": "normalize", "params": {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25]}}]},
+        "optim": {"name": "adamw", "lr": 3e-3},
+        "train": {"epochs": 3, "seed": 0},
+        "checkpoint": {"best_metric": "val_accuracy"},
+        "run": {"name": "folder", "dir": str(runs)},
+    }
+
+
+def test_image_folder_trains_through_the_loader(tmp_path):
+    write_folder_dataset(tmp_path / "data")
+    run = train(folder_config(tmp_path / "data", tmp_path / "runs"), progress=False)
+    assert run.status == "completed" and run.test["accuracy"] >= 0.85
+    model = trugrade.load_model(run.best_checkpoint)
+    from PIL import Image
+    light = np.asarray(Image.open(tmp_path / "data" / "light" / "3.png"))
+    assert model.classes == ["dark", "light"] and model.predict(light[None]).argmax() == 1
+
+
+def test_preflight_refuses_a_corrupt_dataset_unless_told(tmp_path):
+    write_folder_dataset(tmp_path / "data", corrupt=True)
+    with pytest.raises(trugrade.DatasetError, match="0.png"):
+        train(folder_config(tmp_path / "data", tmp_path / "runs"), progress=False)
+    with pytest.raises(trugrade.DecodeError, match="0.png"):  # data.on_bad_file: stop (the default)
+        train(folder_config(tmp_path / "data", tmp_path / "runs"), progress=False, check_dataset=False)
+    cfg = folder_config(tmp_path / "data", tmp_path / "runs")
+    cfg["data"]["on_bad_file"] = "skip"
+    run = train(cfg, progress=False, check_dataset=False)
+    assert run.status == "completed"

@@ -101,7 +101,8 @@ def _plots(run, classes, images, labels, probabilities, mean, std, folder):
     fig, axes = plt.subplots(2, 8, figsize=(12, 3.6))
     for ax, i in zip(axes.ravel(), worst):
         image = images[i].astype(np.float32)
-        ax.imshow(image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1) / 255.0, cmap="gray")
+        image = (image - image.min()) / max(float(image.max() - image.min()), 1e-12)
+        ax.imshow(image[0] if image.shape[0] == 1 else np.moveaxis(image[:3], 0, -1), cmap="gray")
         ax.set_title(f"true {classes[labels[i]]}\npred {classes[probabilities[i].argmax()]}", fontsize=7)
         ax.axis("off")
     save(fig, "worst.png")

@@ -86,18 +86,23 @@ def _stratified_split(labels, fractions, seed):
     return {k: np.sort(np.concatenate(v)) if v else np.zeros(0, np.int64) for k, v in parts.items()}
 
 
+def data_format(cfg):
+    """The config's data.format, with auto resolved: idx when the folder holds IDX files."""
+    if not os.path.isdir(cfg.data.path):
+        raise DatasetError(f"data.path '{cfg.data.path}' is not a folder: point data.path at the dataset")
+    fmt = cfg.data.format
+    if fmt == "auto":
+        fmt = "idx" if _find_idx(cfg.data.path, IDX_FILES["train"][0]) else "folder"
+    return fmt
+
+
 def load_data(cfg):
     """{"train"|"val"|"test": (images uint8 [N, C, H, W], labels int64 [N])} and the class names."""
     data = cfg.data
     path = data.path
-    if not os.path.isdir(path):
-        raise DatasetError(f"data.path '{path}' is not a folder: point data.path at the dataset")
-    fmt = data.format
-    if fmt == "auto":
-        fmt = "idx" if _find_idx(path, IDX_FILES["train"][0]) else "imagefolder"
+    fmt = data_format(cfg)
     if fmt != "idx":
-        raise UnsupportedError(f"data.format '{fmt}': this build trains from IDX folders (Fashion-MNIST, MNIST); "
-                               "image folders go through the loader of trugrade.data")
+        return load_folder(cfg)
     from .data import read_idx
     arrays = {}
     for split, (images_stem, labels_stem) in IDX_FILES.items():
@@ -124,6 +129,45 @@ def load_data(cfg):
     if int(labels.max()) >= cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {path} has labels up to "
                           f"{int(labels.max())}; set model.num_classes to {int(labels.max()) + 1}")
+    return out, classes
+
+
+def load_folder(cfg, check=True):
+    """A folder dataset (class folders, split folders, CSV, manifest): scanned, checked by the
+    validator's preflight (fatal findings stop the run unless check is False), then the
+    training split streams through the C loader and val/test are decoded once to arrays
+    with the evaluation transforms. Returns ({"train": Loader, "val"/"test": (images
+    float32 normalised, labels)}, classes)."""
+    from . import data as datalib
+    from .validator import preflight
+    split = cfg.data.split
+    dataset = datalib.scan(cfg.data.path, split=(split.train, split.val, split.test), seed=cfg.data.seed)
+    if dataset.task != "classification":
+        raise UnsupportedError(f"{cfg.data.path} is a {dataset.task} dataset; this build's training loop trains "
+                               "classifiers")
+    preflight(dataset, allow=not check, num_classes=cfg.model.num_classes)
+    classes = list(dataset.classes)
+    if len(classes) != cfg.model.num_classes:
+        raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {cfg.data.path} has {len(classes)} "
+                          f"classes ({', '.join(classes[:8])}{'...' if len(classes) > 8 else ''})")
+    train_entries, eval_entries = augment_entries(cfg, True), augment_entries(cfg, False)
+    for entries, which in ((train_entries, "training"), (eval_entries, "evaluation")):
+        if not any(e["name"] in ("resize", "center_crop", "random_resized_crop", "letterbox") for e in entries):
+            entries.insert(0, {"name": "resize", "size": cfg.model.input_size})
+        if not any(e["name"] == "normalize" for e in entries):
+            mean, std = normalization(cfg)
+            entries.append({"name": "normalize", "mean": mean, "std": std})
+    common = dict(batch_size=cfg.data.batch_size, workers=max(cfg.data.num_workers, 1), seed=cfg.train.seed,
+                  cache_mb=cfg.data.cache_mb, on_bad_file=cfg.data.on_bad_file, channels=cfg.model.in_channels)
+    out = {"train": datalib.Loader(dataset, split="train", pipeline=train_entries, sampler=cfg.data.sampler,
+                                   **common)}
+    for name in ("val", "test"):
+        if not dataset.split(name):
+            continue
+        loader = datalib.Loader(dataset, split=name, pipeline=eval_entries, sampler="sequential", **common)
+        batches = list(loader.epoch(0))
+        out[name] = (np.ascontiguousarray(np.concatenate([b[0] for b in batches])),
+                     np.concatenate([b[1] for b in batches]).astype(np.int64))
     return out, classes
 
 
@@ -360,12 +404,13 @@ def _truncate_metrics(path, global_step, epoch):
 
 
 def train(config, overrides=(), preset=None, name=None, resume=None, progress=True, allow_config_change=False,
-          threads=None):
+          threads=None, check_dataset=True):
     """Trains a model from a config (a YAML path, a mapping or a Config) and returns a Run.
 
     overrides: ["optim.lr=0.01", ...] or {"optim.lr": 0.01}; resume: a run folder or name
     to continue; allow_config_change: resume even when the config differs from the run's
-    (beyond train.epochs, which may always be raised). Ctrl-C stops at the next step,
+    (beyond train.epochs, which may always be raised); check_dataset=False trains even when
+    the dataset preflight finds fatal problems. Ctrl-C stops at the next step,
     saves a checkpoint and returns the Run with status "interrupted".
     """
     if resume:
@@ -385,7 +430,7 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
     if threads or cfg.train.threads:
         _C.set_num_threads(int(threads or cfg.train.threads))
     run = Run(folder, cfg)
-    splits, classes = load_data(cfg)
+    splits, classes = load_data(cfg) if data_format(cfg) == "idx" else load_folder(cfg, check=check_dataset)
     if cfg.train.bf16:
         raise UnsupportedError("train.bf16: bfloat16 mixed precision is not wired into the training loop of this "
                                "build; set train.bf16 to false")
@@ -401,14 +446,21 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
     if cfg.model.pretrained:
         model.load_state_dict(cfg.model.pretrained, strict=False)
     if cfg.model.freeze:
-        raise UnsupportedError("model.freeze: layer freezing is not in this build; remove model.freeze")
+        model.freeze(list(cfg.model.freeze))
     mean, std = normalization(cfg)
-    entries = augment_entries(cfg, training=True)
-    pipeline = None
-    if any(e["name"] != "normalize" for e in entries):
-        from .augment import Pipeline
-        pipeline = Pipeline(entries)._pipeline
-    x_train, y_train = splits["train"]
+    streamed = not isinstance(splits["train"], tuple)
+    if streamed:  # the C loader decodes, augments and normalises; evaluation arrays come normalised
+        x_train, y_train = splits["train"]._loader, None
+        n_train = splits["train"].info["size"] if "size" in splits["train"].info else None
+        pipeline, mean, std = None, [0.0] * cfg.model.in_channels, [1.0] * cfg.model.in_channels
+    else:
+        x_train, y_train = splits["train"]
+        n_train = len(x_train)
+        entries = augment_entries(cfg, training=True)
+        pipeline = None
+        if any(e["name"] != "normalize" for e in entries):
+            from .augment import Pipeline
+            pipeline = Pipeline(entries)._pipeline
     o, s = cfg.optim, cfg.schedule
     schedule = {"none": "constant"}.get(s.name, s.name)
     trainer = _C.Trainer(
@@ -470,7 +522,8 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
             train_seconds = time.perf_counter() - started
             _log_steps(recorder, trainer, epoch, done, steps_per_epoch)
             row = {"epoch": epoch, "train_loss": float(train_loss), "epoch_seconds": train_seconds,
-                   "images_per_second": len(x_train) / train_seconds if train_seconds else 0.0}
+                   "images_per_second": (n_train or steps_per_epoch * cfg.data.batch_size) / train_seconds
+                   if train_seconds else 0.0}
             if "val" in splits and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
                 started = time.perf_counter()
                 row.update(_evaluate(trainer, *splits["val"], prefix="val_"))
