@@ -19,15 +19,29 @@ setup:
 demo: setup
 	$(PYTHON) -m trugrade.demo
 
-test: setup test-c test-c-asan test-py
+test: setup
+	$(MAKE) -j2 test-c test-c-asan
+	$(MAKE) test-py
 
-build/c/%: tests/c/%.c $(C_TEST_SUPPORT) $(CORE_SOURCES) $(wildcard csrc/*/*.h)
-	@mkdir -p build/c
-	$(CC) $(C_FLAGS) -O2 -o $@ $< $(C_TEST_SUPPORT) $(CORE_SOURCES) $(PKG_LIBS) $(WRAP_FLAGS) -lm
+HEADERS := $(wildcard csrc/*/*.h)
+PKG_CFLAGS = $(shell pkg-config --cflags openblas libpng libjpeg yaml-0.1 zlib)
+# the core is compiled once per flavour; each C test links those objects
+CORE_OBJECTS := $(patsubst csrc/%.c,build/c/obj/%.o,$(CORE_SOURCES))
+ASAN_OBJECTS := $(patsubst csrc/%.c,build/c-asan/obj/%.o,$(CORE_SOURCES))
 
-build/c-asan/%: tests/c/%.c $(C_TEST_SUPPORT) $(CORE_SOURCES) $(wildcard csrc/*/*.h)
-	@mkdir -p build/c-asan
-	$(CC) $(C_FLAGS) $(SAN_FLAGS) -o $@ $< $(C_TEST_SUPPORT) $(CORE_SOURCES) $(PKG_LIBS) $(WRAP_FLAGS) -lm
+build/c/obj/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(C_FLAGS) -O2 $(PKG_CFLAGS) -c $< -o $@
+
+build/c-asan/obj/%.o: csrc/%.c $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(CC) $(C_FLAGS) $(SAN_FLAGS) $(PKG_CFLAGS) -c $< -o $@
+
+build/c/test_%: tests/c/test_%.c $(C_TEST_SUPPORT) $(CORE_OBJECTS)
+	$(CC) $(C_FLAGS) -O2 $(PKG_CFLAGS) -o $@ $< $(C_TEST_SUPPORT) $(CORE_OBJECTS) $(PKG_LIBS) $(WRAP_FLAGS) -lm
+
+build/c-asan/test_%: tests/c/test_%.c $(C_TEST_SUPPORT) $(ASAN_OBJECTS)
+	$(CC) $(C_FLAGS) $(SAN_FLAGS) $(PKG_CFLAGS) -o $@ $< $(C_TEST_SUPPORT) $(ASAN_OBJECTS) $(PKG_LIBS) $(WRAP_FLAGS) -lm
 
 test-c: $(patsubst tests/c/%.c,build/c/%,$(C_TESTS))
 	@for t in $^; do echo "== $$t"; $$t || exit 1; done
