@@ -1,0 +1,186 @@
+"""ONNX and safetensors export (trugrade/export.py, csrc/export/onnx.c and each op's
+`onnx` mapping): every architecture of the zoo is exported, checked with
+onnx.checker (full_check), run in onnxruntime at batch 2 and 3 (the batch is dynamic)
+and compared with trugrade's own eval forward.
+
+Tolerance: |onnxruntime - trugrade| <= 1e-4 * max(1, max |trugrade logits|), i.e. an
+absolute 1e-4 for logits of order 1 and relative to the output's scale beyond (the
+two engines sum in different orders). float16 exports: 2e-2 of that scale.
+Weights, BatchNorm affine and running statistics are randomised first so that the
+comparison sees more than the initialisation's ones and zeros.
+"""
+import json
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+import torch_models
+import trugrade
+from trugrade import _C
+from trugrade import safetensors as st
+from trugrade.export import export_onnx, export_safetensors
+
+SEGMENTATION = {"unet", "unet_se", "deeplabv3plus", "fpn"}
+ARCHS = sorted(trugrade.models.architectures())
+
+
+def _randomize(model, seed=0):
+    rng = np.random.default_rng(seed)
+    for name, value in model.state_dict().items():
+        if name.endswith("num_batches_tracked") or value.dtype != np.float32:
+            continue
+        if name.endswith("running_var"):
+            value[...] = rng.uniform(0.5, 1.5, value.shape)
+        elif name.endswith("running_mean") or name.endswith(".bias"):
+            value[...] = rng.uniform(-0.1, 0.1, value.shape)
+        elif value.ndim == 1:
+            value[...] = rng.uniform(0.8, 1.2, value.shape)
+        else:
+            fan_in = int(np.prod(value.shape[1:]))
+            value[...] = rng.standard_normal(value.shape) * np.sqrt(2.0 / fan_in)
+
+
+def _create(arch):
+    if arch in SEGMENTATION:
+        model = trugrade.models.create(arch, num_classes=3, input_size=64)
+    else:
+        model = trugrade.models.create(arch, num_classes=10, input_size=28 if arch == "fashioncnn" else 32,
+                                       in_channels=1 if arch == "fashioncnn" else 3)
+    _randomize(model)
+    return model
+
+
+def _session(path):
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 2
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def _close(got, want, rtol):
+    scale = max(1.0, float(np.abs(want).max()))
+    err = float(np.abs(got - want).max())
+    assert err <= rtol * scale, f"max |onnxruntime - trugrade| = {err:.3g}, allowed {rtol * scale:.3g}"
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_every_architecture_exports_and_matches(arch, tmp_path):
+    model = _create(arch)
+    path = tmp_path / f"{arch}.onnx"
+    export_onnx(model, path, metadata={"note": "test"})
+
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert proto.ir_version == 8 and proto.producer_name == "trugrade"
+    assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
+    assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits"]
+    assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "batch"
+    meta = {p.key: p.value for p in proto.metadata_props}
+    assert meta["arch"] == arch and meta["note"] == "test" and int(meta["input_size"]) == model.options["input_size"]
+    state = model.state_dict()
+    for init in proto.graph.initializer:
+        if init.name in state:
+            assert tuple(init.dims) == state[init.name].shape, init.name
+    names = {init.name for init in proto.graph.initializer}
+    assert {k for k in state if k.endswith(".weight")} <= names   # every weight is an initializer under its own name
+
+    session = _session(path)
+    size = model.options["input_size"]
+    rng = np.random.default_rng(1)
+    for batch in (2, 3):
+        x = rng.standard_normal((batch, model.options["in_channels"], size, size)).astype(np.float32)
+        want = model.forward(x)
+        got = session.run(None, {"input": x})[0]
+        assert got.shape == want.shape
+        _close(got, want, 1e-4)
+
+
+@pytest.mark.parametrize("arch", ["smallcnn", "resnet18", "mobilenet_v3_small", "unet_se"])
+def test_float16_export_within_float16_tolerance(arch, tmp_path):
+    model = _create(arch)
+    path = tmp_path / f"{arch}16.onnx"
+    export_onnx(model, path, float16=True)
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    assert all(init.data_type in (onnx.TensorProto.FLOAT16, onnx.TensorProto.INT64) for init in proto.graph.initializer
+               if init.name in model.state_dict())
+    size = model.options["input_size"]
+    x = np.random.default_rng(2).standard_normal((2, model.options["in_channels"], size, size)).astype(np.float32)
+    got = _session(path).run(None, {"input": x})[0]
+    assert got.dtype == np.float32
+    _close(got, model.forward(x), 2e-2)
+
+
+def test_op_without_mapping_fails_naming_it(tmp_path):
+    graph = trugrade.Graph()
+    x = graph.input("x", [2, 3, 4, 4])
+    y = graph.op("relu", [x])
+    total = graph.op("sum", [y], dim=[1])
+    with pytest.raises(trugrade.UnsupportedError, match="op 'sum'.*no ONNX mapping"):
+        _C.export_onnx(graph, str(tmp_path / "sum.onnx"), None, input=x, output=total)
+    assert not (tmp_path / "sum.onnx").exists()
+    relu_only = tmp_path / "relu.onnx"
+    _C.export_onnx(graph, str(relu_only), None, input=x, output=y)
+    onnx.checker.check_model(onnx.load(str(relu_only)), full_check=True)
+
+
+def test_second_input_and_bad_arguments_are_refused(tmp_path):
+    graph = trugrade.Graph()
+    x = graph.input("x", [2, 3])
+    target = graph.input("target", [2, 3])
+    y = graph.op("sub", [x, target])
+    with pytest.raises(trugrade.UnsupportedError, match="depends on the input 'target'"):
+        _C.export_onnx(graph, str(tmp_path / "loss.onnx"), None, input=x, output=y)
+    model = _create("smallcnn")
+    with pytest.raises(trugrade.TrugradeValueError, match="export"):
+        export_onnx(object(), tmp_path / "x.onnx")
+    with pytest.raises(TypeError, match="metadata"):
+        _C.export_onnx(model._c, str(tmp_path / "m.onnx"), {"k": 1})
+    with pytest.raises(trugrade.TrugradeIOError):
+        export_onnx(model, tmp_path / "missing_dir" / "m.onnx")
+
+
+def test_loaded_checkpoint_exports_classes_and_normalization(tmp_path):
+    model = _create("smallcnn")
+    checkpoint = tmp_path / "best.safetensors"
+    meta = {"arch": "smallcnn", "num_classes": "10", "in_channels": "3", "input_size": "32",
+            "classes": json.dumps([f"c{i}" for i in range(10)]),
+            "normalization": json.dumps({"mean": [0.5, 0.4, 0.3], "std": [0.2, 0.25, 0.3]})}
+    st.save(checkpoint, {k: np.array(v) for k, v in model.state_dict().items()}, meta)
+    loaded = trugrade.load_model(checkpoint)
+    path = tmp_path / "m.onnx"
+    trugrade.export_onnx(loaded, path)
+    props = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(props["classes"]) == [f"c{i}" for i in range(10)]
+    assert json.loads(props["normalization"]) == {"mean": pytest.approx([0.5, 0.4, 0.3]),
+                                                  "std": pytest.approx([0.2, 0.25, 0.3])}
+    x = np.random.default_rng(3).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    _close(_session(path).run(None, {"input": x})[0], model.forward(x), 1e-4)
+
+    from trugrade import cli
+    out = tmp_path / "cli.onnx"
+    assert cli.main(["export", str(checkpoint), "--format", "onnx", "--out", str(out)]) == 0
+    onnx.checker.check_model(onnx.load(str(out)), full_check=True)
+    plain = tmp_path / "cli.safetensors"
+    assert cli.main(["export", str(checkpoint), "--format", "safetensors", "--out", str(plain)]) == 0
+    assert set(st.load(plain)[0]) == set(model.state_dict())
+
+
+def test_safetensors_export_loads_into_plain_pytorch(tmp_path):
+    model = trugrade.models.create("resnet18", num_classes=10, input_size=32, class_weights=[1.0] * 10)
+    _randomize(model)
+    path = tmp_path / "resnet18.safetensors"
+    export_safetensors(model, path)
+    tensors, meta = st.load(path)
+    assert meta["format"] == "pt" and meta["arch"] == "resnet18"
+    expected = {k: v.shape for k, v in model.state_dict().items() if not k.startswith("loss.")}
+    assert {k: v.shape for k, v in tensors.items()} == expected
+    reference = torch_models.resnet18(num_classes=10, small_input=True)
+    reference.load_state_dict({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, strict=True)
+    reference.eval()
+    x = np.random.default_rng(4).standard_normal((2, 3, 32, 32)).astype(np.float32)
+    with torch.no_grad():
+        want = reference(torch.from_numpy(x)).numpy()
+    _close(model.forward(x), want, 1e-4)
