@@ -6,8 +6,9 @@ and compared with trugrade's own eval forward.
 Tolerance: |onnxruntime - trugrade| <= 1e-4 * max(1, max |trugrade logits|), i.e. an
 absolute 1e-4 for logits of order 1 and relative to the output's scale beyond (the
 two engines sum in different orders). float16 exports: 2e-2 of that scale.
-Weights, BatchNorm affine and running statistics are randomised first so that the
-comparison sees more than the initialisation's ones and zeros.
+Biases, BatchNorm affine and running statistics are randomised first so that the
+comparison sees more than the initialisation's ones and zeros (the weights keep their
+own random initialisation).
 """
 import json
 
@@ -30,17 +31,14 @@ ARCHS = sorted(trugrade.models.architectures())
 def _randomize(model, seed=0):
     rng = np.random.default_rng(seed)
     for name, value in model.state_dict().items():
-        if name.endswith("num_batches_tracked") or value.dtype != np.float32:
+        if value.dtype != np.float32 or value.ndim != 1:
             continue
         if name.endswith("running_var"):
             value[...] = rng.uniform(0.5, 1.5, value.shape)
         elif name.endswith("running_mean") or name.endswith(".bias"):
             value[...] = rng.uniform(-0.1, 0.1, value.shape)
-        elif value.ndim == 1:
-            value[...] = rng.uniform(0.8, 1.2, value.shape)
         else:
-            fan_in = int(np.prod(value.shape[1:]))
-            value[...] = rng.standard_normal(value.shape) * np.sqrt(2.0 / fan_in)
+            value[...] = rng.uniform(0.8, 1.2, value.shape)
 
 
 def _create(arch):
@@ -71,8 +69,8 @@ def test_every_architecture_exports_and_matches(arch, tmp_path):
     path = tmp_path / f"{arch}.onnx"
     export_onnx(model, path, metadata={"note": "test"})
 
+    onnx.checker.check_model(str(path), full_check=True)   # by path: no 500 MB re-serialisation for VGG
     proto = onnx.load(str(path))
-    onnx.checker.check_model(proto, full_check=True)
     assert proto.ir_version == 8 and proto.producer_name == "trugrade"
     assert [(o.domain, o.version) for o in proto.opset_import] == [("", 17)]
     assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits"]
@@ -95,6 +93,7 @@ def test_every_architecture_exports_and_matches(arch, tmp_path):
         got = session.run(None, {"input": x})[0]
         assert got.shape == want.shape
         _close(got, want, 1e-4)
+    path.unlink()   # VGG's files are 0.5 GB each
 
 
 @pytest.mark.parametrize("arch", ["smallcnn", "resnet18", "mobilenet_v3_small", "unet_se"])
