@@ -183,3 +183,67 @@ def test_safetensors_export_loads_into_plain_pytorch(tmp_path):
     with torch.no_grad():
         want = reference(torch.from_numpy(x)).numpy()
     _close(model.forward(x), want, 1e-4)
+
+
+# ---- ops the zoo does not use (or not with these attrs), one graph each ----
+
+def _w(*shape):
+    return np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32) * 0.5
+
+
+OP_CASES = [
+    ("gelu", (2, 3, 5, 5), "gelu", {}, []),
+    ("gelu_tanh", (2, 3, 5, 5), "gelu", {"approximate": 1}, []),
+    ("tanh", (2, 3, 5, 5), "tanh", {}, []),
+    ("leaky_relu", (2, 3, 5, 5), "leaky_relu", {"negative_slope": 0.2}, []),
+    ("hardsigmoid", (2, 3, 5, 5), "hardsigmoid", {}, []),
+    ("softmax", (2, 3, 5, 5), "softmax", {"dim": 1}, []),
+    ("log_softmax", (2, 7), "log_softmax", {}, []),
+    ("avg_pool2d", (2, 3, 7, 7), "avg_pool2d", {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": 1,
+                                                "count_include_pad": 0}, []),
+    ("max_pool2d_ceil", (2, 3, 7, 7), "max_pool2d", {"kernel_size": 2, "stride": 2, "ceil_mode": 1}, []),
+    ("adaptive_3x5", (2, 3, 7, 9), "adaptive_avg_pool2d", {"output_size": [3, 5]}, []),
+    ("pad_reflect", (2, 3, 5, 5), "pad", {"pad": [1, 2, 2, 1], "mode": 1}, []),
+    ("pad_constant", (2, 3, 5, 5), "pad", {"pad": [1, 0], "value": 0.5}, []),
+    ("slice", (2, 6, 5, 5), "slice", {"dim": 1, "start": 1, "end": 6, "step": 2}, []),
+    ("reshape", (2, 3, 4, 4), "reshape", {"shape": [2, 12, 4]}, []),
+    ("flatten_23", (2, 3, 4, 4), "flatten", {"start_dim": 2}, []),
+    ("transpose", (2, 3, 4, 5), "transpose", {"dim0": 1, "dim1": 3}, []),
+    ("permute", (2, 3, 4, 5), "permute", {"dims": [0, 2, 3, 1]}, []),
+    ("scale", (2, 3, 4, 4), "scale", {"factor": -2.5}, []),
+    ("upsample_nearest_size", (2, 3, 4, 5), "upsample_nearest", {"size": [7, 9]}, []),
+    ("upsample_bilinear_size", (2, 3, 4, 5), "upsample_bilinear", {"size": [7, 9]}, []),
+    ("upsample_bilinear_scale_ac", (2, 3, 4, 5), "upsample_bilinear", {"scale_factor": 2.0, "align_corners": 1}, []),
+    ("sub", (2, 3, 4, 4), "sub", {}, [("b", _w(3, 1, 1))]),
+    ("div", (2, 3, 4, 4), "div", {}, [("b", np.abs(_w(4)) + 0.5)]),
+    ("linear_3d", (2, 5, 6), "linear", {}, [("fc.weight", _w(4, 6)), ("fc.bias", _w(4))]),
+    ("linear_no_bias", (2, 6), "linear", {}, [("fc.weight", _w(4, 6))]),
+    ("conv_transpose_outpad", (2, 4, 5, 5), "conv_transpose2d", {"stride": 2, "padding": 1, "output_padding": 1},
+     [("up.weight", _w(4, 3, 3, 3)), ("up.bias", _w(3))]),
+    ("conv_dilated_groups", (2, 4, 9, 9), "conv2d", {"stride": 2, "padding": 2, "dilation": 2, "groups": 2},
+     [("conv.weight", _w(6, 2, 3, 3))]),
+]
+
+
+@pytest.mark.parametrize("case", OP_CASES, ids=[c[0] for c in OP_CASES])
+def test_single_op_matches_onnxruntime(case, tmp_path):
+    name, shape, op, attrs, params = case
+    graph = trugrade.Graph()
+    x = graph.input("x", shape)
+    ids = []
+    for pname, value in params:
+        ids.append(graph.param(pname, value.shape))
+        graph.set_value(ids[-1], value)
+    y = graph.op(op, [x] + ids, **attrs)
+    graph.keep(y)
+    graph.plan()
+    data = np.random.default_rng(5).standard_normal(shape).astype(np.float32)
+    graph.feed(x, data)
+    graph.run()
+    want = np.asarray(graph.value(y))
+    path = tmp_path / f"{name}.onnx"
+    _C.export_onnx(graph, str(path), None, input=x, output=y)
+    onnx.checker.check_model(str(path), full_check=True)
+    got = _session(path).run(None, {"input": data})[0]
+    assert got.shape == want.shape
+    _close(got, want, 1e-5)
