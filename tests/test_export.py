@@ -139,6 +139,8 @@ def test_second_input_and_bad_arguments_are_refused(tmp_path):
         _C.export_onnx(model._c, str(tmp_path / "m.onnx"), {"k": 1})
     with pytest.raises(trugrade.TrugradeIOError):
         export_onnx(model, tmp_path / "missing_dir" / "m.onnx")
+    _C.export_onnx(model, str(tmp_path / "wrapper.onnx"))   # the Python Model, not its ._c
+    onnx.checker.check_model(str(tmp_path / "wrapper.onnx"), full_check=True)
 
 
 def test_loaded_checkpoint_exports_classes_and_normalization(tmp_path):

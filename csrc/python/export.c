@@ -54,8 +54,16 @@ PyObject *tg_py_export_onnx(PyObject *self, PyObject *args, PyObject *kwargs)
     int n_metadata = 0;
     tg_graph *graph = tg_py_graph_from(owner);
     if (!graph || read_metadata(metadata, keys, values, &n_metadata) != 0) goto done;
-    if (PyObject_TypeCheck(owner, &tg_py_model_type)) {
-        const tg_model *model = tg_py_model_of(owner);
+    /* a trugrade.models.Model wraps its _C.Model in ._c (which tg_py_graph_from accepts too) */
+    PyObject *model_object = PyObject_TypeCheck(owner, &tg_py_model_type) ? Py_NewRef(owner) : NULL;
+    if (!model_object) {
+        model_object = PyObject_GetAttrString(owner, "_c");
+        if (!model_object) PyErr_Clear();
+        else if (!PyObject_TypeCheck(model_object, &tg_py_model_type)) Py_CLEAR(model_object);
+    }
+    if (model_object) {
+        const tg_model *model = tg_py_model_of(model_object);
+        Py_DECREF(model_object);   /* the owner keeps it alive */
         if (input < 0) input = model->input;
         if (output < 0) output = model->output;
     } else if (input < 0 || output < 0) {
