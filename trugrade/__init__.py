@@ -12,6 +12,8 @@ from .data import probe_image, read_idx, read_image
 from .tensor import Tensor, get_num_threads, set_num_threads
 from . import validator
 from .predict import load_model
+from . import export
+from .export import export_onnx
 from .train import Run, train
 from .validator import validate_dataset
 
@@ -20,6 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "RegistryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Graph", "Tensor", "config", "data", "datasets", "models", "ops", "get_num_threads", "set_num_threads",
+    "Graph", "Tensor", "config", "data", "datasets", "export", "export_onnx", "models", "ops", "get_num_threads",
+    "set_num_threads",
     "probe_image", "read_idx", "read_image", "validate_dataset", "validator",
 ]

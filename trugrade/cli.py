@@ -3,6 +3,7 @@
     trugrade train CONFIG [--set k=v ...] [--resume RUN] [--name NAME]
     trugrade eval RUN_OR_CHECKPOINT --data PATH
     trugrade predict CHECKPOINT IMAGES...
+    trugrade export RUN_OR_CHECKPOINT --format onnx|safetensors --out PATH [--float16]
     trugrade validate DATASET [--json out.json] [--html report.html]
     trugrade dataset create --task TASK --from PATH --out PATH
     trugrade dataset convert SOURCE --to yolo|coco --out PATH
@@ -380,9 +381,30 @@ def _run_predict(args):
     return 0
 
 
+def _configure_export(parser):
+    parser.add_argument("checkpoint", help="a run folder or a checkpoint (.safetensors)")
+    parser.add_argument("--format", required=True, choices=("onnx", "safetensors"),
+                        help="onnx: opset 17 for onnxruntime/TensorRT; safetensors: torchvision names for PyTorch")
+    parser.add_argument("--out", required=True, metavar="PATH", help="the file to write")
+    parser.add_argument("--float16", action="store_true", help="onnx only: float16 weights and compute")
+
+
+def _run_export(args):
+    from .export import export_onnx, export_safetensors
+    from .predict import load_model
+    model = load_model(args.checkpoint)
+    if args.format == "onnx":
+        export_onnx(model, args.out, float16=args.float16)
+    else:
+        export_safetensors(model, args.out)
+    print(f"wrote {args.out} ({args.format}, {model.arch}, {len(model.classes)} classes, input {model.input_size})")
+    return 0
+
+
 register("train", "train a model from a config (or resume a run)", _configure_train, _run_train)
 register("eval", "evaluate a trained model on a dataset's test split", _configure_eval, _run_eval)
 register("predict", "class probabilities of image files", _configure_predict, _run_predict)
+register("export", "write a trained model as ONNX or plain safetensors", _configure_export, _run_export)
 register("validate", "check a dataset: files, labels, balance, quality, duplicates, label errors",
          _configure_validate, _run_validate)
 register("dataset", "create, convert and describe datasets", _configure_dataset, _run_dataset)

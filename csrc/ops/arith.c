@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "arith.h"
 #include "op.h"
 #include "reduce.h"
@@ -210,9 +211,15 @@ static tg_status add_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* ONNX's Add broadcasts as numpy does, as this op does. */
+static tg_status add_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_node(e, "Add", n->input, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_add = {
     .name = "add", .input_names = binary_inputs,
-    .infer = add_infer, .forward = add_forward, .backward = add_backward,
+    .infer = add_infer, .forward = add_forward, .backward = add_backward, .onnx = add_onnx,
 };
 
 /* ---- sub: out = a - b ---- */
@@ -235,9 +242,15 @@ static tg_status sub_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* ONNX's Sub broadcasts as numpy does, as this op does. */
+static tg_status sub_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_node(e, "Sub", n->input, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_sub = {
     .name = "sub", .input_names = binary_inputs,
-    .infer = sub_infer, .forward = sub_forward, .backward = sub_backward,
+    .infer = sub_infer, .forward = sub_forward, .backward = sub_backward, .onnx = sub_onnx,
 };
 
 /* ---- mul: out = a * b ---- */
@@ -273,9 +286,15 @@ static tg_status mul_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* ONNX's Mul broadcasts as numpy does, as this op does. */
+static tg_status mul_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_node(e, "Mul", n->input, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_mul = {
     .name = "mul", .input_names = binary_inputs,
-    .infer = mul_infer, .forward = mul_forward, .backward = mul_backward,
+    .infer = mul_infer, .forward = mul_forward, .backward = mul_backward, .onnx = mul_onnx,
 };
 
 /* ---- div: out = a / b ---- */
@@ -311,7 +330,13 @@ static tg_status div_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* ONNX's Div broadcasts as numpy does, as this op does. */
+static tg_status div_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_node(e, "Div", n->input, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_div = {
     .name = "div", .input_names = binary_inputs,
-    .infer = div_infer, .forward = div_forward, .backward = div_backward,
+    .infer = div_infer, .forward = div_forward, .backward = div_backward, .onnx = div_onnx,
 };

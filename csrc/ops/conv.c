@@ -10,6 +10,7 @@
  * Not here: channels_last layouts, bf16 convs, 3-D convs. */
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "conv.h"
 #include "gemm.h"
 #include "op.h"
@@ -461,10 +462,25 @@ static tg_status conv2d_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* Conv with the same weight layout; pads are [top, left, bottom, right]. */
+static tg_status conv2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const conv2d_attrs *a = n->attrs;
+    const int64_t kernel[2] = {n->in[1]->shape[2], n->in[1]->shape[3]};
+    const int64_t pads[4] = {a->padding[0], a->padding[1], a->padding[0], a->padding[1]};
+    tg_onnx_attr attrs[5] = {
+        tg_onnx_attr_ints("kernel_shape", kernel, 2), tg_onnx_attr_ints("strides", a->stride, 2),
+        tg_onnx_attr_ints("pads", pads, 4), tg_onnx_attr_ints("dilations", a->dilation, 2),
+        tg_onnx_attr_int("group", a->groups),
+    };
+    int n_inputs = n->n_in > 2 && n->input[2] ? 3 : 2;
+    return tg_onnx_node(e, "Conv", n->input, n_inputs, n->output, attrs, 5);
+}
+
 const tg_op_def tg_op_conv2d = {
     .name = "conv2d", .input_names = conv2d_inputs,
     .attr_specs = conv2d_attr_specs, .n_attrs = 4, .attrs_size = sizeof(conv2d_attrs),
-    .infer = conv2d_infer, .forward = conv2d_forward, .backward = conv2d_backward,
+    .infer = conv2d_infer, .forward = conv2d_forward, .backward = conv2d_backward, .onnx = conv2d_onnx,
 };
 
 /* ---- conv_transpose2d: x [N, C, H, W], weight [C, O/groups, kH, kW], bias [O] -> [N, O, Ho, Wo]
@@ -573,8 +589,24 @@ static tg_status conv_transpose2d_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* ConvTranspose with PyTorch's weight layout [C, O/groups, kH, kW], which is ONNX's. */
+static tg_status conv_transpose2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const conv_transpose2d_attrs *a = n->attrs;
+    const int64_t kernel[2] = {n->in[1]->shape[2], n->in[1]->shape[3]};
+    const int64_t pads[4] = {a->padding[0], a->padding[1], a->padding[0], a->padding[1]};
+    tg_onnx_attr attrs[6] = {
+        tg_onnx_attr_ints("kernel_shape", kernel, 2), tg_onnx_attr_ints("strides", a->stride, 2),
+        tg_onnx_attr_ints("pads", pads, 4), tg_onnx_attr_ints("dilations", a->dilation, 2),
+        tg_onnx_attr_ints("output_padding", a->output_padding, 2), tg_onnx_attr_int("group", a->groups),
+    };
+    int n_inputs = n->n_in > 2 && n->input[2] ? 3 : 2;
+    return tg_onnx_node(e, "ConvTranspose", n->input, n_inputs, n->output, attrs, 6);
+}
+
 const tg_op_def tg_op_conv_transpose2d = {
     .name = "conv_transpose2d", .input_names = conv2d_inputs,
     .attr_specs = conv_transpose2d_attr_specs, .n_attrs = 5, .attrs_size = sizeof(conv_transpose2d_attrs),
     .infer = conv_transpose2d_infer, .forward = conv_transpose2d_forward, .backward = conv_transpose2d_backward,
+    .onnx = conv_transpose2d_onnx,
 };

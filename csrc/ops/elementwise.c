@@ -4,11 +4,12 @@
  * Each activation is a pair of loops (forward, then backward right after it) over
  * contiguous rows, compiled for AVX-512 and portably (TG_SIMD_FUNCTION), with
  * exp/tanh/erfc from vmath.h so that the loops vectorize; ACTIVATION_OP turns the
- * pair into an op. Not here: broadcasting arithmetic (arith.c), sum/mean (reduce.c). */
+ * pair into an op, with its ONNX mapping (op_onnx). Not here: broadcasting arithmetic (arith.c), sum/mean (reduce.c). */
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "op.h"
 #include "reduce.h"
 #include "vmath.h"
@@ -78,7 +79,7 @@ static tg_status activation_backward(const tg_op_io *io, activation_backward_fn 
     return TG_STATUS_OK;
 }
 
-/* Defines tg_op_<op> from op_forward_rows and op_backward_rows. */
+/* Defines tg_op_<op> from op_forward_rows, op_backward_rows and op_onnx. */
 #define ACTIVATION_OP(op, specs, n_specs, attrs_bytes)                                                      \
     static tg_status op##_forward(const tg_op_io *io) { return activation_forward(io, op##_forward_rows); }   \
     static tg_status op##_backward(const tg_op_io *io) { return activation_backward(io, op##_backward_rows); } \
@@ -86,6 +87,7 @@ static tg_status activation_backward(const tg_op_io *io, activation_backward_fn 
         .name = #op, .input_names = unary_inputs,                                                           \
         .attr_specs = specs, .n_attrs = n_specs, .attrs_size = attrs_bytes,                                 \
         .infer = activation_infer, .forward = op##_forward, .backward = op##_backward,                      \
+        .onnx = op##_onnx,                                                                                  \
     }
 
 /* ---- relu: y = max(x, 0) ---- */
@@ -101,6 +103,11 @@ TG_SIMD_FUNCTION(relu_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
 {
     (void)y; (void)attrs;
     for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? gy[i] : 0.0f;
+}
+
+static tg_status relu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_unary(e, n, "Relu", NULL, 0);
 }
 
 ACTIVATION_OP(relu, NULL, 0, 0);
@@ -128,6 +135,12 @@ TG_SIMD_FUNCTION(leaky_relu_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
     for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? gy[i] : gy[i] * slope;
 }
 
+static tg_status leaky_relu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    tg_onnx_attr alpha = tg_onnx_attr_float("alpha", ((const leaky_relu_attrs *)n->attrs)->negative_slope);
+    return tg_onnx_unary(e, n, "LeakyRelu", &alpha, 1);
+}
+
 ACTIVATION_OP(leaky_relu, leaky_relu_attr_specs, 1, sizeof(leaky_relu_attrs));
 
 /* ---- sigmoid: y = 1 / (1 + e^-x) ---- */
@@ -144,6 +157,11 @@ TG_SIMD_FUNCTION(sigmoid_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (1.0f - y[i]) * y[i];
 }
 
+static tg_status sigmoid_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_unary(e, n, "Sigmoid", NULL, 0);
+}
+
 ACTIVATION_OP(sigmoid, NULL, 0, 0);
 
 /* ---- tanh ---- */
@@ -158,6 +176,11 @@ TG_SIMD_FUNCTION(tanh_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
 {
     (void)x; (void)attrs;
     for (int64_t i = 0; i < n; i++) gx[i] += gy[i] * (1.0f - y[i] * y[i]);
+}
+
+static tg_status tanh_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_unary(e, n, "Tanh", NULL, 0);
 }
 
 ACTIVATION_OP(tanh, NULL, 0, 0);
@@ -177,6 +200,16 @@ TG_SIMD_FUNCTION(silu_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
         float s = tg_vsigmoidf(x[i]);
         gx[i] += gy[i] * s * (1.0f + x[i] * (1.0f - s));
     }
+}
+
+/* x * Sigmoid(x): opset 17 has no SiLU. */
+static tg_status silu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const char *s;
+    TG_TRY(tg_onnx_temp_name(e, n->output, &s));
+    TG_TRY(tg_onnx_node(e, "Sigmoid", &n->input[0], 1, s, NULL, 0));
+    const char *product[2] = {n->input[0], s};
+    return tg_onnx_node(e, "Mul", product, 2, n->output, NULL, 0);
 }
 
 ACTIVATION_OP(silu, NULL, 0, 0);
@@ -228,6 +261,47 @@ TG_SIMD_FUNCTION(gelu_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
     }
 }
 
+/* Opset 17 has no Gelu: exact: x * 0.5 * (1 + Erf(x / sqrt 2));
+ * approximate: 0.5 x (1 + Tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
+static tg_status gelu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const char *x = n->input[0], *inner, *curve, *one, *half, *shifted, *halved;
+    if (((const gelu_attrs *)n->attrs)->approximate) {
+        const char *kappa, *beta, *x2, *x3, *kx3, *sum;
+        TG_TRY(tg_onnx_const_scalar(e, n->output, GELU_KAPPA, &kappa));
+        TG_TRY(tg_onnx_const_scalar(e, n->output, GELU_BETA, &beta));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &x2));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &x3));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &kx3));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &sum));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &inner));
+        const char *xx[2] = {x, x}, *x2x[2] = {x2, x}, *kx[2] = {x3, kappa}, *s[2] = {x, kx3}, *b[2] = {sum, beta};
+        TG_TRY(tg_onnx_node(e, "Mul", xx, 2, x2, NULL, 0));
+        TG_TRY(tg_onnx_node(e, "Mul", x2x, 2, x3, NULL, 0));
+        TG_TRY(tg_onnx_node(e, "Mul", kx, 2, kx3, NULL, 0));
+        TG_TRY(tg_onnx_node(e, "Add", s, 2, sum, NULL, 0));
+        TG_TRY(tg_onnx_node(e, "Mul", b, 2, inner, NULL, 0));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &curve));
+        TG_TRY(tg_onnx_node(e, "Tanh", &inner, 1, curve, NULL, 0));
+    } else {
+        const char *root2;
+        TG_TRY(tg_onnx_const_scalar(e, n->output, 1.4142135623730951f, &root2));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &inner));
+        const char *d[2] = {x, root2};
+        TG_TRY(tg_onnx_node(e, "Div", d, 2, inner, NULL, 0));
+        TG_TRY(tg_onnx_temp_name(e, n->output, &curve));
+        TG_TRY(tg_onnx_node(e, "Erf", &inner, 1, curve, NULL, 0));
+    }
+    TG_TRY(tg_onnx_const_scalar(e, n->output, 1.0f, &one));
+    TG_TRY(tg_onnx_const_scalar(e, n->output, 0.5f, &half));
+    TG_TRY(tg_onnx_temp_name(e, n->output, &shifted));
+    TG_TRY(tg_onnx_temp_name(e, n->output, &halved));
+    const char *a[2] = {curve, one}, *h[2] = {x, half}, *m[2] = {halved, shifted};
+    TG_TRY(tg_onnx_node(e, "Add", a, 2, shifted, NULL, 0));
+    TG_TRY(tg_onnx_node(e, "Mul", h, 2, halved, NULL, 0));
+    return tg_onnx_node(e, "Mul", m, 2, n->output, NULL, 0);
+}
+
 ACTIVATION_OP(gelu, gelu_attr_specs, 1, sizeof(gelu_attrs));
 
 /* ---- hardswish: y = x * clamp(x + 3, 0, 6) / 6 ---- */
@@ -253,6 +327,11 @@ TG_SIMD_FUNCTION(hardswish_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
     }
 }
 
+static tg_status hardswish_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_unary(e, n, "HardSwish", NULL, 0);
+}
+
 ACTIVATION_OP(hardswish, NULL, 0, 0);
 
 /* ---- hardsigmoid: y = clamp(x / 6 + 1/2, 0, 1) ---- */
@@ -271,6 +350,12 @@ TG_SIMD_FUNCTION(hardsigmoid_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
 {
     (void)y; (void)attrs;
     for (int64_t i = 0; i < n; i++) gx[i] += x[i] > -3.0f && x[i] < 3.0f ? gy[i] / 6.0f : 0.0f;
+}
+
+static tg_status hardsigmoid_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    tg_onnx_attr attrs[2] = {tg_onnx_attr_float("alpha", 1.0 / 6.0), tg_onnx_attr_float("beta", 0.5)};
+    return tg_onnx_unary(e, n, "HardSigmoid", attrs, 2);
 }
 
 ACTIVATION_OP(hardsigmoid, NULL, 0, 0);
@@ -500,10 +585,23 @@ static tg_status softmax_forward(const tg_op_io *io) { return softmax_forward_lo
 
 static tg_status softmax_backward(const tg_op_io *io) { return softmax_backward_log(io, 0); }
 
+/* Opset 13+ Softmax normalises along one axis, as PyTorch's dim. */
+static tg_status softmax_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    tg_onnx_attr axis = tg_onnx_attr_int("axis", ((const softmax_attrs *)n->attrs)->dim);
+    return tg_onnx_unary(e, n, "Softmax", &axis, 1);
+}
+
+static tg_status log_softmax_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    tg_onnx_attr axis = tg_onnx_attr_int("axis", ((const softmax_attrs *)n->attrs)->dim);
+    return tg_onnx_unary(e, n, "LogSoftmax", &axis, 1);
+}
+
 const tg_op_def tg_op_softmax = {
     .name = "softmax", .input_names = unary_inputs,
     .attr_specs = softmax_attr_specs, .n_attrs = 1, .attrs_size = sizeof(softmax_attrs),
-    .infer = softmax_infer, .forward = softmax_forward, .backward = softmax_backward,
+    .infer = softmax_infer, .forward = softmax_forward, .backward = softmax_backward, .onnx = softmax_onnx,
 };
 
 static tg_status log_softmax_forward(const tg_op_io *io) { return softmax_forward_log(io, 1); }
@@ -514,6 +612,7 @@ const tg_op_def tg_op_log_softmax = {
     .name = "log_softmax", .input_names = unary_inputs,
     .attr_specs = softmax_attr_specs, .n_attrs = 1, .attrs_size = sizeof(softmax_attrs),
     .infer = softmax_infer, .forward = log_softmax_forward, .backward = log_softmax_backward,
+    .onnx = log_softmax_onnx,
 };
 
 /* ---- dropout: in training y = x * mask / (1 - p), mask[i] = 0 with probability p;
@@ -653,8 +752,14 @@ static tg_status dropout_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* Inference: dropout is the identity. */
+static tg_status dropout_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_unary(e, n, "Identity", NULL, 0);
+}
+
 const tg_op_def tg_op_dropout = {
     .name = "dropout", .input_names = unary_inputs,
     .attr_specs = dropout_attr_specs, .n_attrs = 1, .attrs_size = sizeof(dropout_attrs),
-    .infer = dropout_infer, .forward = dropout_forward, .backward = dropout_backward,
+    .infer = dropout_infer, .forward = dropout_forward, .backward = dropout_backward, .onnx = dropout_onnx,
 };

@@ -6,6 +6,7 @@
  * gradient computation are float32; bias is float32). matmul takes float32. */
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "gemm.h"
 #include "op.h"
 
@@ -202,9 +203,30 @@ static tg_status linear_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* [N, in] x: Gemm(x, weight, bias, transB = 1); more dims: MatMul(x, Transpose(weight)) + bias. */
+static tg_status linear_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    int has_bias = n->n_in > 2 && n->input[2];
+    if (n->in[0]->ndim == 2) {
+        tg_onnx_attr trans_b = tg_onnx_attr_int("transB", 1);
+        return tg_onnx_node(e, "Gemm", n->input, has_bias ? 3 : 2, n->output, &trans_b, 1);
+    }
+    const char *weight_t, *product = n->output;
+    static const int64_t perm[2] = {1, 0};
+    tg_onnx_attr transpose = tg_onnx_attr_ints("perm", perm, 2);
+    TG_TRY(tg_onnx_temp_name(e, n->output, &weight_t));
+    TG_TRY(tg_onnx_node(e, "Transpose", &n->input[1], 1, weight_t, &transpose, 1));
+    if (has_bias) TG_TRY(tg_onnx_temp_name(e, n->output, &product));
+    const char *operands[2] = {n->input[0], weight_t};
+    TG_TRY(tg_onnx_node(e, "MatMul", operands, 2, product, NULL, 0));
+    if (!has_bias) return TG_STATUS_OK;
+    const char *sum[2] = {product, n->input[2]};
+    return tg_onnx_node(e, "Add", sum, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_linear = {
     .name = "linear", .input_names = linear_inputs,
-    .infer = linear_infer, .forward = linear_forward, .backward = linear_backward,
+    .infer = linear_infer, .forward = linear_forward, .backward = linear_backward, .onnx = linear_onnx,
 };
 
 /* ---- matmul: out[batch..., m, n] = a[batch..., m, k] @ b[batch..., k, n] ----
@@ -363,7 +385,12 @@ static tg_status matmul_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+static tg_status matmul_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_node(e, "MatMul", n->input, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_matmul = {
     .name = "matmul", .input_names = matmul_inputs,
-    .infer = matmul_infer, .forward = matmul_forward, .backward = matmul_backward,
+    .infer = matmul_infer, .forward = matmul_forward, .backward = matmul_backward, .onnx = matmul_onnx,
 };

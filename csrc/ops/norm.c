@@ -9,8 +9,10 @@
  * pairwise and runs combined in double; no sum depends on the thread count. */
 #include <math.h>
 #include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "op.h"
 
 #define TG_NORM_LANES 16
@@ -244,10 +246,34 @@ static tg_status batchnorm2d_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* BatchNormalization in inference mode (running statistics). A missing weight or bias
+ * becomes a constant of ones or zeros; without running statistics eval normalises
+ * with the batch's own, which ONNX's inference BatchNormalization cannot express. */
+static tg_status batchnorm2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    if (n->n_in < 5 || !n->input[3] || !n->input[4])
+        return tg_error(TG_STATUS_UNSUPPORTED, "batchnorm2d (layer '%s'): export needs running_mean and running_var "
+                        "(eval without them uses batch statistics, which ONNX inference cannot express)", n->layer);
+    const int64_t channels = n->in[0]->shape[1];
+    const char *inputs[5] = {n->input[0], n->input[1], n->input[2], n->input[3], n->input[4]};
+    for (int i = 1; i <= 2; i++) {
+        if (inputs[i]) continue;
+        float *fill = malloc(sizeof *fill * (size_t)channels);   /* [C] */
+        if (!fill) return tg_error(TG_STATUS_NOMEM, "batchnorm2d (layer '%s'): out of memory for the export", n->layer);
+        for (int64_t c = 0; c < channels; c++) fill[c] = i == 1 ? 1.0f : 0.0f;
+        tg_status status = tg_onnx_const_f32(e, n->output, 1, &channels, fill, &inputs[i]);
+        free(fill);
+        TG_TRY(status);
+    }
+    tg_onnx_attr eps = tg_onnx_attr_float("epsilon", ((const batchnorm2d_attrs *)n->attrs)->eps);
+    return tg_onnx_node(e, "BatchNormalization", inputs, 5, n->output, &eps, 1);
+}
+
 const tg_op_def tg_op_batchnorm2d = {
     .name = "batchnorm2d", .input_names = batchnorm2d_inputs, .no_grad_inputs = (1u << 3) | (1u << 4),
     .attr_specs = batchnorm2d_attr_specs, .n_attrs = 2, .attrs_size = sizeof(batchnorm2d_attrs),
     .infer = batchnorm2d_infer, .forward = batchnorm2d_forward, .backward = batchnorm2d_backward,
+    .onnx = batchnorm2d_onnx,
 };
 
 /* ---- layernorm: normalise each row over the trailing dims normalized_shape ---- */

@@ -12,7 +12,10 @@
  *   - backward: given io->grad_out, ACCUMULATES (+=) into io->grad_in[i] for every
  *     input whose grad_in[i] is non-NULL. NOTE: accumulating, not overwriting,
  *     lets a tensor used twice sum its gradients, and lets parameter gradients
- *     accumulate across steps, with no extra buffers.
+ *     accumulate across steps, with no extra buffers;
+ *   - onnx (optional): the op in inference mode as ONNX nodes, written through the
+ *     exporter's emitter (export/onnx.h); without it a model using the op cannot
+ *     be exported.
  * Then one row in op_list.h registers it. Ops compute in float32 unless their
  * infer says otherwise; every kernel splits its work with tg_parallel_for. */
 #ifndef TG_OP_H
@@ -58,6 +61,10 @@ typedef struct tg_op_sizes {
 
 typedef struct tg_op_def tg_op_def;
 
+/* The ONNX exporter's emitter and a node's view of it (export/onnx.h). */
+typedef struct tg_onnx_emitter tg_onnx_emitter;
+typedef struct tg_onnx_node_ctx tg_onnx_node_ctx;
+
 /* Everything a kernel sees. Buffers are 64-byte aligned. */
 typedef struct tg_op_io {
     const tg_op_def *def;
@@ -88,6 +95,9 @@ struct tg_op_def {
     tg_op_infer_fn infer;
     tg_op_kernel_fn forward;
     tg_op_kernel_fn backward;         /* NULL: not differentiable (e.g. argmax) */
+    /* Optional: writes the op as ONNX nodes in inference (eval) mode through the
+     * emitter (export/onnx.h). NULL: a model using the op cannot be exported. */
+    tg_status (*onnx)(tg_onnx_emitter *e, const tg_onnx_node_ctx *n);
 };
 
 /* ---- registry (registry.c, rows in op_list.h) ---- */

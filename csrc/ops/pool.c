@@ -8,8 +8,10 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "op.h"
 
 static const char *const pool_inputs[] = {"x", NULL};
@@ -201,10 +203,25 @@ static tg_status max_pool2d_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+static tg_status max_pool2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const max_pool2d_attrs *a = n->attrs;
+    pool_geometry g;
+    TG_TRY(max_pool2d_geometry(&g, n->in[0], a));
+    const int64_t pads[4] = {g.padding[0], g.padding[1], g.padding[0], g.padding[1]};
+    tg_onnx_attr attrs[5] = {
+        tg_onnx_attr_ints("kernel_shape", g.kernel, 2), tg_onnx_attr_ints("strides", g.stride, 2),
+        tg_onnx_attr_ints("pads", pads, 4), tg_onnx_attr_ints("dilations", g.dilation, 2),
+        tg_onnx_attr_int("ceil_mode", a->ceil_mode),
+    };
+    return tg_onnx_unary(e, n, "MaxPool", attrs, 5);
+}
+
 const tg_op_def tg_op_max_pool2d = {
     .name = "max_pool2d", .input_names = pool_inputs,
     .attr_specs = max_pool2d_attr_specs, .n_attrs = 5, .attrs_size = sizeof(max_pool2d_attrs),
     .infer = max_pool2d_infer, .forward = max_pool2d_forward, .backward = max_pool2d_backward,
+    .onnx = max_pool2d_onnx,
 };
 
 /* ---- avg_pool2d ---- */
@@ -322,10 +339,29 @@ static tg_status avg_pool2d_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* AveragePool; count_include_pad maps to ONNX's attr of the same name. */
+static tg_status avg_pool2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const avg_pool2d_attrs *a = n->attrs;
+    if (a->divisor_override)
+        return tg_error(TG_STATUS_UNSUPPORTED, "avg_pool2d (layer '%s'): divisor_override %lld has no ONNX "
+                        "AveragePool equivalent; export a model without it", n->layer, (long long)a->divisor_override);
+    pool_geometry g;
+    TG_TRY(avg_pool2d_geometry(&g, n->in[0], a));
+    const int64_t pads[4] = {g.padding[0], g.padding[1], g.padding[0], g.padding[1]};
+    tg_onnx_attr attrs[5] = {
+        tg_onnx_attr_ints("kernel_shape", g.kernel, 2), tg_onnx_attr_ints("strides", g.stride, 2),
+        tg_onnx_attr_ints("pads", pads, 4), tg_onnx_attr_int("ceil_mode", a->ceil_mode),
+        tg_onnx_attr_int("count_include_pad", a->count_include_pad),
+    };
+    return tg_onnx_unary(e, n, "AveragePool", attrs, 5);
+}
+
 const tg_op_def tg_op_avg_pool2d = {
     .name = "avg_pool2d", .input_names = pool_inputs,
     .attr_specs = avg_pool2d_attr_specs, .n_attrs = 6, .attrs_size = sizeof(avg_pool2d_attrs),
     .infer = avg_pool2d_infer, .forward = avg_pool2d_forward, .backward = avg_pool2d_backward,
+    .onnx = avg_pool2d_onnx,
 };
 
 /* ---- adaptive_avg_pool2d and global_avg_pool ---- */
@@ -460,11 +496,53 @@ static tg_status adaptive_avg_pool2d_backward(const tg_op_io *io)
     return adaptive_run(io, "adaptive_avg_pool2d", a->output_size[0], a->output_size[1], 1);
 }
 
+/* The adaptive pool along one axis as a matrix: 1 / |bin o| where input i is in bin o,
+ * stored [out, in] (o_stride in, i_stride 1) or transposed [in, out] (o_stride 1, i_stride out). */
+static void adaptive_bins(int64_t in, int64_t out, float *bins, int64_t o_stride, int64_t i_stride)
+{
+    for (int64_t o = 0; o < out; o++) {
+        int64_t start = adaptive_start(o, out, in), end = adaptive_end(o, out, in);
+        for (int64_t i = 0; i < in; i++)
+            bins[o * o_stride + i * i_stride] = i >= start && i < end ? 1.0f / (float)(end - start) : 0.0f;
+    }
+}
+
+/* To 1 x 1: GlobalAveragePool; bins of equal size: AveragePool; otherwise (VGG's 7 x 7
+ * from a smaller map) two MatMuls with the bin matrices, x @ Bw^T then Bh @ that.
+ * NOTE: the matrices are exact for every size, including outputs larger than the input. */
+static tg_status adaptive_avg_pool2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const adaptive_avg_pool2d_attrs *a = n->attrs;
+    const int64_t in_h = n->in[0]->shape[2], in_w = n->in[0]->shape[3];
+    const int64_t out_h = a->output_size[0], out_w = a->output_size[1];
+    if (out_h == 1 && out_w == 1) return tg_onnx_unary(e, n, "GlobalAveragePool", NULL, 0);
+    if (in_h % out_h == 0 && in_w % out_w == 0) {
+        const int64_t kernel[2] = {in_h / out_h, in_w / out_w};
+        tg_onnx_attr attrs[2] = {tg_onnx_attr_ints("kernel_shape", kernel, 2), tg_onnx_attr_ints("strides", kernel, 2)};
+        return tg_onnx_unary(e, n, "AveragePool", attrs, 2);
+    }
+    float *bins = malloc(sizeof *bins * (size_t)(in_h * out_h + in_w * out_w));   /* [out_h, in_h] then [in_w, out_w] */
+    if (!bins) return tg_error(TG_STATUS_NOMEM, "adaptive_avg_pool2d (layer '%s'): out of memory for the export", n->layer);
+    float *rows = bins, *cols = bins + in_h * out_h;
+    adaptive_bins(in_h, out_h, rows, in_h, 1);
+    adaptive_bins(in_w, out_w, cols, 1, out_w);
+    const char *rows_name, *cols_name, *pooled_w;
+    const int64_t rows_shape[2] = {out_h, in_h}, cols_shape[2] = {in_w, out_w};
+    tg_status status = tg_onnx_const_f32(e, n->output, 2, rows_shape, rows, &rows_name);
+    if (status == TG_STATUS_OK) status = tg_onnx_const_f32(e, n->output, 2, cols_shape, cols, &cols_name);
+    free(bins);
+    TG_TRY(status);
+    TG_TRY(tg_onnx_temp_name(e, n->output, &pooled_w));
+    const char *first[2] = {n->input[0], cols_name}, *second[2] = {rows_name, pooled_w};
+    TG_TRY(tg_onnx_node(e, "MatMul", first, 2, pooled_w, NULL, 0));
+    return tg_onnx_node(e, "MatMul", second, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_adaptive_avg_pool2d = {
     .name = "adaptive_avg_pool2d", .input_names = pool_inputs,
     .attr_specs = adaptive_avg_pool2d_attr_specs, .n_attrs = 1, .attrs_size = sizeof(adaptive_avg_pool2d_attrs),
     .infer = adaptive_avg_pool2d_infer, .forward = adaptive_avg_pool2d_forward,
-    .backward = adaptive_avg_pool2d_backward,
+    .backward = adaptive_avg_pool2d_backward, .onnx = adaptive_avg_pool2d_onnx,
 };
 
 /* global_avg_pool: x [N, C, H, W] -> [N, C, 1, 1], the adaptive pool to 1 x 1. */
@@ -482,7 +560,13 @@ static tg_status global_avg_pool_forward(const tg_op_io *io) { return adaptive_r
 
 static tg_status global_avg_pool_backward(const tg_op_io *io) { return adaptive_run(io, "global_avg_pool", 1, 1, 1); }
 
+static tg_status global_avg_pool_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_unary(e, n, "GlobalAveragePool", NULL, 0);
+}
+
 const tg_op_def tg_op_global_avg_pool = {
     .name = "global_avg_pool", .input_names = pool_inputs,
     .infer = global_avg_pool_infer, .forward = global_avg_pool_forward, .backward = global_avg_pool_backward,
+    .onnx = global_avg_pool_onnx,
 };

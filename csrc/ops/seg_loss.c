@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "../export/onnx.h"
 #include "op.h"
 #include "vmath.h"
 
@@ -338,8 +339,15 @@ static tg_status scale_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+static tg_status scale_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const char *inputs[2] = {n->input[0]};
+    TG_TRY(tg_onnx_const_scalar(e, n->output, (float)((const scale_attrs *)n->attrs)->factor, &inputs[1]));
+    return tg_onnx_node(e, "Mul", inputs, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_scale = {
     .name = "scale", .input_names = scale_inputs,
     .attr_specs = scale_attr_specs, .n_attrs = 1, .attrs_size = sizeof(scale_attrs),
-    .infer = scale_infer, .forward = scale_forward, .backward = scale_backward,
+    .infer = scale_infer, .forward = scale_forward, .backward = scale_backward, .onnx = scale_onnx,
 };

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "op.h"
 #include "vmath.h"
 
@@ -145,10 +146,24 @@ static tg_status reshape_infer(const tg_tensor *const *in, int n_in, const void 
     return tg_tensor_set_shape(out, x->dtype, a->shape.count, shape);
 }
 
+/* Reshape to the node's inferred shape, with dim 0 written as 0 ("as the input's")
+ * when it is the input's batch and as -1 otherwise, so that the file's batch stays
+ * dynamic. NOTE: a shape that moves the batch to another dim keeps its fixed size. */
+static tg_status reshape_to_output_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    int64_t shape[TG_MAX_DIMS];
+    for (int d = 0; d < n->out->ndim; d++) shape[d] = n->out->shape[d];
+    if (n->out->ndim > 0 && n->in[0]->ndim > 0) shape[0] = n->out->shape[0] == n->in[0]->shape[0] ? 0 : -1;
+    const char *shape_name;
+    TG_TRY(tg_onnx_const_i64(e, n->output, n->out->ndim, shape, &shape_name));
+    const char *inputs[2] = {n->input[0], shape_name};
+    return tg_onnx_node(e, "Reshape", inputs, 2, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_reshape = {
     .name = "reshape", .input_names = unary_inputs,
     .attr_specs = reshape_attr_specs, .n_attrs = 1, .attrs_size = sizeof(reshape_attrs),
-    .infer = reshape_infer, .forward = relabel_forward, .backward = relabel_backward,
+    .infer = reshape_infer, .forward = relabel_forward, .backward = relabel_backward, .onnx = reshape_to_output_onnx,
 };
 
 /* ---- flatten: dims start_dim..end_dim merged into one ---- */
@@ -187,10 +202,20 @@ static tg_status flatten_infer(const tg_tensor *const *in, int n_in, const void 
     return tg_tensor_set_shape(out, x->dtype, ndim, shape);
 }
 
+/* Flatten(axis = 1) for the classifier's [N, ...] -> [N, features]; other dims a Reshape. */
+static tg_status flatten_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    if (n->out->ndim == 2 && n->in[0]->ndim >= 2 && n->out->shape[0] == n->in[0]->shape[0]) {
+        tg_onnx_attr axis = tg_onnx_attr_int("axis", 1);
+        return tg_onnx_unary(e, n, "Flatten", &axis, 1);
+    }
+    return reshape_to_output_onnx(e, n);
+}
+
 const tg_op_def tg_op_flatten = {
     .name = "flatten", .input_names = unary_inputs,
     .attr_specs = flatten_attr_specs, .n_attrs = 2, .attrs_size = sizeof(flatten_attrs),
-    .infer = flatten_infer, .forward = relabel_forward, .backward = relabel_backward,
+    .infer = flatten_infer, .forward = relabel_forward, .backward = relabel_backward, .onnx = flatten_onnx,
 };
 
 /* ---- the permuted copy shared by permute and transpose ---- */
@@ -397,10 +422,19 @@ static tg_status permute_backward(const tg_op_io *io)
     return permuted_backward(io, perm);
 }
 
+static tg_status permute_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const tg_int_list *dims = &((const permute_attrs *)n->attrs)->dims;
+    int64_t perm[TG_MAX_INT_LIST];
+    for (int d = 0; d < dims->count; d++) perm[d] = dims->values[d] < 0 ? dims->values[d] + dims->count : dims->values[d];
+    tg_onnx_attr attr = tg_onnx_attr_ints("perm", perm, dims->count);
+    return tg_onnx_unary(e, n, "Transpose", &attr, 1);
+}
+
 const tg_op_def tg_op_permute = {
     .name = "permute", .input_names = unary_inputs,
     .attr_specs = permute_attr_specs, .n_attrs = 1, .attrs_size = sizeof(permute_attrs),
-    .infer = permute_infer, .forward = permute_forward, .backward = permute_backward,
+    .infer = permute_infer, .forward = permute_forward, .backward = permute_backward, .onnx = permute_onnx,
 };
 
 /* ---- transpose: dims dim0 and dim1 swapped ---- */
@@ -452,10 +486,23 @@ static tg_status transpose_backward(const tg_op_io *io)
     return permuted_backward(io, perm);
 }
 
+static tg_status transpose_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const transpose_attrs *a = n->attrs;
+    const int ndim = n->in[0]->ndim;
+    int64_t perm[TG_MAX_DIMS];
+    for (int d = 0; d < ndim; d++) perm[d] = d;
+    int64_t d0 = a->dim0 < 0 ? a->dim0 + ndim : a->dim0, d1 = a->dim1 < 0 ? a->dim1 + ndim : a->dim1;
+    perm[d0] = d1;
+    perm[d1] = d0;
+    tg_onnx_attr attr = tg_onnx_attr_ints("perm", perm, ndim);
+    return tg_onnx_unary(e, n, "Transpose", &attr, 1);
+}
+
 const tg_op_def tg_op_transpose = {
     .name = "transpose", .input_names = unary_inputs,
     .attr_specs = transpose_attr_specs, .n_attrs = 2, .attrs_size = sizeof(transpose_attrs),
-    .infer = transpose_infer, .forward = transpose_forward, .backward = transpose_backward,
+    .infer = transpose_infer, .forward = transpose_forward, .backward = transpose_backward, .onnx = transpose_onnx,
 };
 
 /* ---- concat: inputs joined along dim ---- */
@@ -561,10 +608,16 @@ static tg_status concat_backward(const tg_op_io *io)
     return concat_run(io, 1);
 }
 
+static tg_status concat_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    tg_onnx_attr axis = tg_onnx_attr_int("axis", ((const concat_attrs *)n->attrs)->dim);
+    return tg_onnx_node(e, "Concat", n->input, n->n_in, n->output, &axis, 1);
+}
+
 const tg_op_def tg_op_concat = {
     .name = "concat", .input_names = concat_inputs, .variadic = 1,
     .attr_specs = concat_attr_specs, .n_attrs = 1, .attrs_size = sizeof(concat_attrs),
-    .infer = concat_infer, .forward = concat_forward, .backward = concat_backward,
+    .infer = concat_infer, .forward = concat_forward, .backward = concat_backward, .onnx = concat_onnx,
 };
 
 /* ---- slice: x[..., start:end:step, ...] along dim, Python's rules ---- */
@@ -705,10 +758,22 @@ static tg_status slice_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* Slice clamps start and end as Python's slicing does (the "to the end" default included). */
+static tg_status slice_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const slice_attrs *a = n->attrs;
+    const char *inputs[5] = {n->input[0]};
+    TG_TRY(tg_onnx_const_i64(e, n->output, 1, &a->start, &inputs[1]));
+    TG_TRY(tg_onnx_const_i64(e, n->output, 1, &a->end, &inputs[2]));
+    TG_TRY(tg_onnx_const_i64(e, n->output, 1, &a->dim, &inputs[3]));
+    TG_TRY(tg_onnx_const_i64(e, n->output, 1, &a->step, &inputs[4]));
+    return tg_onnx_node(e, "Slice", inputs, 5, n->output, NULL, 0);
+}
+
 const tg_op_def tg_op_slice = {
     .name = "slice", .input_names = unary_inputs,
     .attr_specs = slice_attr_specs, .n_attrs = 4, .attrs_size = sizeof(slice_attrs),
-    .infer = slice_infer, .forward = slice_forward, .backward = slice_backward,
+    .infer = slice_infer, .forward = slice_forward, .backward = slice_backward, .onnx = slice_onnx,
 };
 
 /* ---- pad: torch.nn.functional.pad; pad = (left, right) of the last dim, then of
@@ -907,10 +972,35 @@ static tg_status pad_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* Pad: PyTorch's (left, right) pairs from the last dim become ONNX's
+ * [begin of each dim..., end of each dim...]; replicate is "edge". Circular padding
+ * ("wrap") needs opset 19. */
+static tg_status pad_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const pad_attrs *a = n->attrs;
+    static const char *const modes[] = {"constant", "reflect", "edge"};
+    if (a->mode < TG_PAD_MODE_CONSTANT || a->mode > TG_PAD_MODE_REPLICATE)
+        return tg_error(TG_STATUS_UNSUPPORTED, "pad (layer '%s'): mode %lld (circular) has no opset-17 ONNX Pad; "
+                        "use constant, reflect or replicate padding", n->layer, (long long)a->mode);
+    const int ndim = n->in[0]->ndim;
+    int64_t pads[2 * TG_MAX_DIMS] = {0};
+    for (int k = 0; k < a->pad.count / 2; k++) {
+        pads[ndim - 1 - k] = a->pad.values[2 * k];
+        pads[2 * ndim - 1 - k] = a->pad.values[2 * k + 1];
+    }
+    const char *inputs[2] = {n->input[0]};
+    TG_TRY(tg_onnx_const_i64(e, n->output, 2 * ndim, pads, &inputs[1]));
+    tg_onnx_attr mode = tg_onnx_attr_string("mode", modes[a->mode]);
+    if (a->mode != TG_PAD_MODE_CONSTANT) return tg_onnx_node(e, "Pad", inputs, 2, n->output, &mode, 1);
+    const char *with_value[3] = {inputs[0], inputs[1]};
+    TG_TRY(tg_onnx_const_scalar(e, n->output, (float)a->value, &with_value[2]));
+    return tg_onnx_node(e, "Pad", with_value, 3, n->output, &mode, 1);
+}
+
 const tg_op_def tg_op_pad = {
     .name = "pad", .input_names = unary_inputs,
     .attr_specs = pad_attr_specs, .n_attrs = 3, .attrs_size = sizeof(pad_attrs),
-    .infer = pad_infer, .forward = pad_forward, .backward = pad_backward,
+    .infer = pad_infer, .forward = pad_forward, .backward = pad_backward, .onnx = pad_onnx,
 };
 
 /* ---- cast: to dtype (a tg_dtype: 0 float32, 1 bfloat16); float32 <-> bfloat16,

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "op.h"
 
 #define STOCHASTIC_DEPTH_GRAIN 16384
@@ -121,8 +122,15 @@ static tg_status stochastic_depth_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* Inference: stochastic depth is the identity. */
+static tg_status stochastic_depth_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return tg_onnx_unary(e, n, "Identity", NULL, 0);
+}
+
 const tg_op_def tg_op_stochastic_depth = {
     .name = "stochastic_depth", .input_names = stochastic_depth_inputs,
     .attr_specs = stochastic_depth_attr_specs, .n_attrs = 1, .attrs_size = sizeof(stochastic_depth_attrs),
     .infer = stochastic_depth_infer, .forward = stochastic_depth_forward, .backward = stochastic_depth_backward,
+    .onnx = stochastic_depth_onnx,
 };

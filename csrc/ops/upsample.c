@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../export/onnx.h"
 #include "op.h"
 
 static const char *const upsample_inputs[] = {"x", NULL};
@@ -117,6 +118,37 @@ static tg_status upsample_infer(const tg_tensor *const *in, int n_in, const void
     return tg_tensor_set_shape(out, TG_DTYPE_F32, 4, shape);
 }
 
+/* ---- ONNX: Resize with interpolate's coordinate rules ----
+ * A scale_factor becomes Resize's scales (the same factor maps coordinates, and
+ * floor(in * scale) is the output size in both); a size becomes Resize's sizes,
+ * built as Concat(Shape(x)[0:2], [H, W]) so that the batch stays dynamic. */
+static tg_status upsample_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n, const tg_onnx_attr *attrs, int n_attrs)
+{
+    const upsample_attrs *a = n->attrs;
+    const char *inputs[4] = {n->input[0], "", "", ""};
+    if (a->scale_factor > 0.0) {
+        const float scales[4] = {1.0f, 1.0f, (float)a->scale_factor, (float)a->scale_factor};
+        TG_TRY(tg_onnx_const_float32(e, n->output, 4, scales, &inputs[2]));
+        return tg_onnx_node(e, "Resize", inputs, 3, n->output, attrs, n_attrs);
+    }
+    static const int64_t zero = 0, two = 2;
+    const char *shape, *starts, *ends, *leading, *size, *sizes;
+    TG_TRY(tg_onnx_temp_name(e, n->output, &shape));
+    TG_TRY(tg_onnx_node(e, "Shape", &n->input[0], 1, shape, NULL, 0));
+    TG_TRY(tg_onnx_const_i64(e, n->output, 1, &zero, &starts));
+    TG_TRY(tg_onnx_const_i64(e, n->output, 1, &two, &ends));
+    TG_TRY(tg_onnx_temp_name(e, n->output, &leading));
+    const char *slice[3] = {shape, starts, ends};
+    TG_TRY(tg_onnx_node(e, "Slice", slice, 3, leading, NULL, 0));
+    TG_TRY(tg_onnx_const_i64(e, n->output, 2, &n->out->shape[2], &size));
+    TG_TRY(tg_onnx_temp_name(e, n->output, &sizes));
+    const char *parts[2] = {leading, size};
+    tg_onnx_attr axis = tg_onnx_attr_int("axis", 0);
+    TG_TRY(tg_onnx_node(e, "Concat", parts, 2, sizes, &axis, 1));
+    inputs[3] = sizes;
+    return tg_onnx_node(e, "Resize", inputs, 4, n->output, attrs, n_attrs);
+}
+
 /* ---- upsample_nearest: src = min(floor(dst * scale), in - 1) ---- */
 
 /* PyTorch's nearest_idx, including its exact shortcuts for out == in and out == 2 * in. */
@@ -190,10 +222,21 @@ static tg_status upsample_nearest_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* interpolate's 'nearest' is ONNX's asymmetric coordinates rounded down. */
+static tg_status upsample_nearest_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    tg_onnx_attr attrs[3] = {
+        tg_onnx_attr_string("mode", "nearest"), tg_onnx_attr_string("coordinate_transformation_mode", "asymmetric"),
+        tg_onnx_attr_string("nearest_mode", "floor"),
+    };
+    return upsample_onnx(e, n, attrs, 3);
+}
+
 const tg_op_def tg_op_upsample_nearest = {
     .name = "upsample_nearest", .input_names = upsample_inputs,
     .attr_specs = upsample_nearest_attr_specs, .n_attrs = 2, .attrs_size = sizeof(upsample_attrs),
     .infer = upsample_nearest_infer, .forward = upsample_nearest_forward, .backward = upsample_nearest_backward,
+    .onnx = upsample_nearest_onnx,
 };
 
 /* ---- upsample_bilinear ---- */
@@ -310,8 +353,21 @@ static tg_status upsample_bilinear_backward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
+/* NOTE: 'pytorch_half_pixel' is half_pixel except for an output of size 1, where it
+ * samples index 0 as interpolate does; both clamp negative coordinates to 0. */
+static tg_status upsample_bilinear_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    int align_corners = ((const upsample_attrs *)n->attrs)->align_corners;
+    tg_onnx_attr attrs[2] = {
+        tg_onnx_attr_string("mode", "linear"),
+        tg_onnx_attr_string("coordinate_transformation_mode", align_corners ? "align_corners" : "pytorch_half_pixel"),
+    };
+    return upsample_onnx(e, n, attrs, 2);
+}
+
 const tg_op_def tg_op_upsample_bilinear = {
     .name = "upsample_bilinear", .input_names = upsample_inputs,
     .attr_specs = upsample_bilinear_attr_specs, .n_attrs = 3, .attrs_size = sizeof(upsample_attrs),
     .infer = upsample_bilinear_infer, .forward = upsample_bilinear_forward, .backward = upsample_bilinear_backward,
+    .onnx = upsample_bilinear_onnx,
 };

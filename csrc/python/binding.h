@@ -145,5 +145,10 @@ PyObject *tg_py_loader_skipped(PyObject *self, PyObject *capsule);
      "loader_start_epoch(loader, epoch) -> number of batches"},                                           \
     {"loader_next", tg_py_loader_next, METH_O, "loader_next(loader) -> (images, targets, indices) or None"}, \
     {"loader_skipped", tg_py_loader_skipped, METH_O, "loader_skipped(loader) -> [{index, path, message}]"},
+/* The ONNX export (export.c). */
+PyObject *tg_py_export_onnx(PyObject *self, PyObject *args, PyObject *kwargs);
+#define TG_PY_EXPORT_METHODS                                                                         \
+    {"export_onnx", (PyCFunction)(void (*)(void))tg_py_export_onnx, METH_VARARGS | METH_KEYWORDS,    \
+     "export_onnx(model, path, metadata=None, input=-1, output=-1, float16=False): writes ONNX opset 17"},
 
 #endif

@@ -312,6 +312,7 @@ static PyMethodDef module_methods[] = {
     TG_PY_IMAGE_METHODS
     TG_PY_VALIDATE_METHODS
     TG_PY_LOADER_METHODS
+    TG_PY_EXPORT_METHODS
     {NULL, NULL, 0, NULL},
 };
 
