@@ -22,6 +22,9 @@ def test_train_classifier_notebook_runs(monkeypatch):
 def test_segmentation_notebook_runs(monkeypatch):
     monkeypatch.setenv("TRUGRADE_NOTEBOOK_SUBSET", "16")
     monkeypatch.setenv("MPLBACKEND", "Agg")
+    # the kernel imports this checkout's trugrade, not an installed one
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(NOTEBOOKS.parent),
+                                                                   os.environ.get("PYTHONPATH")])))
     notebook = nbformat.read(NOTEBOOKS / "02_segmentation.ipynb", as_version=4)
     NotebookClient(notebook, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
