@@ -2,7 +2,7 @@
 
     trugrade train CONFIG [--set k=v ...] [--resume RUN] [--name NAME]
     trugrade eval RUN_OR_CHECKPOINT --data PATH
-    trugrade predict CHECKPOINT IMAGES...
+    trugrade predict CHECKPOINT IMAGES... [--out DIR]   (segmentation: masks + probability maps)
     trugrade export RUN_OR_CHECKPOINT --format onnx|safetensors --out PATH [--float16]
     trugrade validate DATASET [--json out.json] [--html report.html]
     trugrade dataset create --task TASK --from PATH --out PATH
@@ -333,7 +333,11 @@ def _run_train(args):
     print(f"run {run.dir}: {run.status}")
     if run.metrics:
         print("  last epoch: " + ", ".join(f"{k} {v:.4f}" for k, v in run.metrics[-1].items() if isinstance(v, float)))
-    if run.test:
+    if run.test and "accuracy" not in run.test:
+        print(f"  test iou {run.test['iou']:.4f}, f1 {run.test['f1']:.4f}, mean iou {run.test['miou']:.4f}, "
+              f"pixel accuracy {run.test['pixel_accuracy']:.4f}, loss {run.test['loss']:.4f}\n"
+              f"  report: {run.report_path}")
+    elif run.test:
         print(f"  test accuracy {run.test['accuracy']:.4f}, macro F1 {run.test['macro']['f1']:.4f}, "
               f"loss {run.test['loss']:.4f}\n  report: {run.report_path}")
     return 0 if run.status in ("completed", "interrupted") else 1
@@ -365,8 +369,11 @@ def _run_eval(args):
 
 def _configure_predict(parser):
     parser.add_argument("checkpoint", help="a run folder or a checkpoint (.safetensors)")
-    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, DICOM, NPY)")
+    parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, DICOM, NPY); tiles for segmentation")
     parser.add_argument("--top", type=int, default=3, help="classes shown per image")
+    parser.add_argument("--out", metavar="DIR", help="segmentation: folder for <tile>_mask.png and <tile>_prob.npy")
+    parser.add_argument("--threshold", type=float, help="segmentation, 2 classes: foreground probability threshold "
+                        "(default: the most probable class)")
 
 
 def _run_predict(args):
@@ -374,11 +381,27 @@ def _run_predict(args):
     from .data import read_image
     from .predict import load_model
     model = load_model(args.checkpoint)
+    if model.task == "segmentation":
+        return _predict_tiles(model, args)
     for path in args.images:
         probabilities = model.predict(read_image(path)[None])[0]
         best = np.argsort(-probabilities)[:args.top]
         print(f"{path}: " + ", ".join(f"{model.classes[i]} {probabilities[i]:.3f}" for i in best))
     return 0
+
+
+def _predict_tiles(model, args):
+    import time
+    from .predict import predict_tiles
+    if not args.out:
+        raise TrugradeError(f"predict: {args.checkpoint} is a segmentation model; give --out DIR for the masks and "
+                            "probability maps")
+    started = time.perf_counter()
+    results = predict_tiles(model, args.images, args.out, threshold=args.threshold, stream=sys.stdout)
+    wall = time.perf_counter() - started
+    model_seconds = sum(r["seconds"] for r in results)
+    print(f"{len(results)} tiles: {len(results) / max(model_seconds, 1e-9):.2f} tiles/s predicting "
+          f"({len(results) / max(wall, 1e-9):.2f} tiles/s with reading and writing); written to {args.out}")
 
 
 def _configure_export(parser):
@@ -403,7 +426,8 @@ def _run_export(args):
 
 register("train", "train a model from a config (or resume a run)", _configure_train, _run_train)
 register("eval", "evaluate a trained model on a dataset's test split", _configure_eval, _run_eval)
-register("predict", "class probabilities of image files", _configure_predict, _run_predict)
+register("predict", "class probabilities of image files; masks and probability maps of tiles", _configure_predict,
+         _run_predict)
 register("export", "write a trained model as ONNX or plain safetensors", _configure_export, _run_export)
 register("validate", "check a dataset: files, labels, balance, quality, duplicates, label errors",
          _configure_validate, _run_validate)

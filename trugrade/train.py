@@ -27,6 +27,7 @@ from . import config as configlib
 from . import metrics as metriclib
 from . import models
 from . import safetensors
+from . import train_segmentation as segmentation
 from .errors import ConfigError, DatasetError, TrugradeError, UnsupportedError
 from .tracking import RunRecorder
 
@@ -430,19 +431,27 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
     if threads or cfg.train.threads:
         _C.set_num_threads(int(threads or cfg.train.threads))
     run = Run(folder, cfg)
-    splits, classes = load_data(cfg) if data_format(cfg) == "idx" else load_folder(cfg, check=check_dataset)
+    seg_dataset = segmentation.segmentation_dataset(cfg) if data_format(cfg) != "idx" else None
+    if seg_dataset is not None:
+        splits, classes = segmentation.load_segmentation(cfg, seg_dataset, check=check_dataset)
+    else:
+        splits, classes = load_data(cfg) if data_format(cfg) == "idx" else load_folder(cfg, check=check_dataset)
     if cfg.train.bf16:
         raise UnsupportedError("train.bf16: bfloat16 mixed precision is not wired into the training loop of this "
                                "build; set train.bf16 to false")
     if cfg.train.ema_decay is not None:
         raise UnsupportedError("train.ema_decay: weight EMA is not in this build's training loop; set it to null")
-    if cfg.train.label_smoothing or cfg.train.class_weights is not None or cfg.loss.name != "cross_entropy":
+    if seg_dataset is None and (cfg.train.label_smoothing or cfg.train.class_weights is not None or
+                                cfg.loss.name != "cross_entropy"):
         raise UnsupportedError("loss: this build's classifiers train with plain cross-entropy; set "
                                "train.label_smoothing 0, train.class_weights null and loss.name cross_entropy")
     input_size = cfg.model.input_size
-    model = models.create(cfg.model.arch, num_classes=cfg.model.num_classes, in_channels=cfg.model.in_channels,
-                          input_size=input_size if isinstance(input_size, int) else input_size[0],
-                          dropout=cfg.model.dropout, seed=cfg.train.seed)
+    if seg_dataset is not None:
+        model = segmentation.create_model(cfg, seg_dataset)
+    else:
+        model = models.create(cfg.model.arch, num_classes=cfg.model.num_classes, in_channels=cfg.model.in_channels,
+                              input_size=input_size if isinstance(input_size, int) else input_size[0],
+                              dropout=cfg.model.dropout, seed=cfg.train.seed)
     if cfg.model.pretrained:
         model.load_state_dict(cfg.model.pretrained, strict=False)
     if cfg.model.freeze:
@@ -498,7 +507,13 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
     snapshot, _ = _resources(None)
 
     def checkpoint_extra():
-        return {"best_value": str(best_value), "stale": str(stale)}
+        return {"best_value": str(best_value), "stale": str(stale),
+                "task": "classification" if seg_dataset is None else "segmentation"}
+
+    def validate(images, labels, prefix):
+        if seg_dataset is not None:
+            return segmentation.evaluate(trainer, images, labels, classes, prefix=prefix)
+        return _evaluate(trainer, images, labels, prefix=prefix)
 
     try:
         while trainer.progress()["epoch"] < cfg.train.epochs:
@@ -526,7 +541,7 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
                    if train_seconds else 0.0}
             if "val" in splits and ((epoch + 1) % cfg.train.val_every == 0 or epoch + 1 == cfg.train.epochs):
                 started = time.perf_counter()
-                row.update(_evaluate(trainer, *splits["val"], prefix="val_"))
+                row.update(validate(*splits["val"], prefix="val_"))
                 bar.val_seconds = time.perf_counter() - started
                 trainer.observe(row.get(s.metric, row["val_loss"]))
             snapshot, usage = _resources(snapshot)
@@ -557,7 +572,9 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         raise
     if run.best_checkpoint is None and os.path.exists(os.path.join(checkpoints, BEST)):
         run.best_checkpoint = os.path.join(checkpoints, BEST)
-    if "test" in splits:
+    if "test" in splits and seg_dataset is not None:
+        _test_segmentation(run, trainer, model, splits, classes, recorder)
+    elif "test" in splits:
         if run.best_checkpoint:
             tensors, _ = load_checkpoint(run.best_checkpoint)
             model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("trainer.")})
@@ -571,6 +588,21 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         run.report_path = write_report(run, classes, x_test, y_test, probabilities, mean, std)
     recorder.finish("completed")
     return run
+
+
+def _test_segmentation(run, trainer, model, splits, classes, recorder):
+    """run.test and the report of a segmentation run, with the best checkpoint's weights."""
+    if run.best_checkpoint:
+        tensors, _ = load_checkpoint(run.best_checkpoint)
+        model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("trainer.")})
+    run.test, probabilities = segmentation.test(trainer, splits, classes)
+    recorder.log_metrics(epoch=len(run.metrics), test_loss=run.test["loss"], test_iou=run.test["iou"],
+                         test_f1=run.test["f1"])
+    images, masks = splits["test"]
+    try:
+        run.report_path = segmentation.write_report(run, classes, images, masks, probabilities)
+    except ImportError:
+        run.report_path = None
 
 
 def _evaluate(trainer, images, labels, prefix):

@@ -785,11 +785,9 @@ static tg_status source_fill(void *ctx, int64_t fill_epoch, const int64_t *indic
 
 tg_status tg_loader_source(tg_loader *L, tg_batch_source *source)
 {
-    if (L->segmentation)
-        return tg_error(TG_STATUS_UNSUPPORTED, "loader: the trainer takes class labels; this loader makes "
-                        "segmentation masks");
     source->ctx = L;
     source->size = L->n;
+    source->target_elements_per_sample = L->per_target;
     source->fill = source_fill;
     source->begin_epoch = source_begin_epoch;
     return TG_STATUS_OK;

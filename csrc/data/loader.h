@@ -122,8 +122,8 @@ int64_t tg_loader_skipped(tg_loader *loader, const tg_loader_skip **skipped);
 
 void tg_loader_stats_get(tg_loader *loader, tg_loader_stats *stats);
 
-/* The loader as a trainer's batch source (classification only: TG_STATUS_UNSUPPORTED
- * for masks). begin_epoch takes the trainer's order and batch size (which must be the
+/* The loader as a trainer's batch source: class labels (1 target per sample) or masks
+ * (H * W targets per sample, target_elements_per_sample). begin_epoch takes the trainer's order and batch size (which must be the
  * loader's) so the workers run ahead of the training step; a fill whose indices are not
  * the next batch of that order (evaluation) is made as a batch of its own. */
 tg_status tg_loader_source(tg_loader *loader, tg_batch_source *source);

@@ -262,8 +262,13 @@ static PyObject *trainer_evaluate(PyObject *self, PyObject *args)
     memory.pipeline = NULL; /* evaluation images come at the model's size: normalised only */
     tg_batch_source source;
     tg_status status = tg_memory_source_bind(&memory, t->trainer.options.batch_size, &source);
-    int64_t shape[2] = {source.size, t->trainer.model->options.num_classes};
-    if (status == TG_STATUS_OK) status = tg_tensor_init(&logits, TG_DTYPE_F32, 2, shape);
+    /* logits [N, classes] or [N, classes, H, W]: the model output's shape with N samples */
+    const tg_model *m = t->trainer.model;
+    const tg_tensor *output = &m->graph.nodes[m->output].value;
+    int64_t shape[TG_MAX_DIMS];
+    memcpy(shape, output->shape, sizeof shape);
+    shape[0] = source.size;
+    if (status == TG_STATUS_OK) status = tg_tensor_init(&logits, TG_DTYPE_F32, output->ndim, shape);
     double loss = 0.0;
     if (status == TG_STATUS_OK) {
         tg_py_sigint_state sigint;
@@ -439,7 +444,8 @@ static PyMethodDef trainer_methods[] = {
     {"load_state", trainer_load_state, METH_VARARGS, "load_state(arrays, counters): resume"},
     {"run_epoch", (PyCFunction)(void (*)(void))trainer_run_epoch, METH_VARARGS | METH_KEYWORDS,
      "run_epoch(catch_sigint=True) -> mean training loss of the epoch"},
-    {"evaluate", trainer_evaluate, METH_VARARGS, "evaluate(images, labels) -> (logits, mean loss)"},
+    {"evaluate", trainer_evaluate, METH_VARARGS,
+     "evaluate(images, labels or masks) -> (logits [N, classes] or [N, classes, H, W], mean loss)"},
     {"progress", trainer_progress, METH_NOARGS, "progress() -> dict (safe while run_epoch runs in another thread)"},
     {"observe", trainer_observe, METH_O, "observe(metric): feed reduce-on-plateau"},
     {NULL, NULL, 0, NULL},

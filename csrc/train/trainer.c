@@ -114,8 +114,11 @@ static tg_status memory_fill(void *ctx, int64_t epoch, const int64_t *indices, i
         c.per_sample = c.channels * c.plane;
         tg_parallel_for(count, 16, fill_range, &c);
     }
-    const int64_t *all_labels = memory->labels->data;
-    for (int64_t s = 0; s < count; s++) labels[s] = all_labels[indices[s]];
+    const tg_tensor *lab = memory->labels;
+    int64_t per_target = lab->shape[0] ? tg_tensor_numel(lab) / lab->shape[0] : 1;
+    const int64_t *all_labels = lab->data;   /* [N, per_target] */
+    for (int64_t s = 0; s < count; s++)
+        memcpy(labels + s * per_target, all_labels + indices[s] * per_target, sizeof(int64_t) * (size_t)per_target);
     return TG_STATUS_OK;
 }
 
@@ -129,9 +132,14 @@ tg_status tg_memory_source_bind(tg_memory_source *memory, int64_t max_batch, tg_
     if (im->shape[1] > TG_MAX_CHANNELS)
         return tg_error(TG_STATUS_SHAPE, "training images have %lld channels; at most %d",
                         (long long)im->shape[1], TG_MAX_CHANNELS);
-    if (lab->ndim != 1 || lab->dtype != TG_DTYPE_I64 || lab->shape[0] != im->shape[0])
-        return tg_error(TG_STATUS_SHAPE, "labels must be int64 (N,) matching %lld images, got %s %s",
-                        (long long)im->shape[0], tg_dtype_name(lab->dtype), tg_shape_str(lab, b, sizeof b));
+    if ((lab->ndim != 1 && lab->ndim != 3) || lab->dtype != TG_DTYPE_I64 || lab->shape[0] != im->shape[0])
+        return tg_error(TG_STATUS_SHAPE, "labels must be int64 (N,) class labels or (N, H, W) masks matching %lld "
+                        "images, got %s %s", (long long)im->shape[0], tg_dtype_name(lab->dtype),
+                        tg_shape_str(lab, b, sizeof b));
+    if (lab->ndim == 3 && memory->pipeline)
+        return tg_error(TG_STATUS_UNSUPPORTED, "training: an in-memory augment pipeline transforms images only, not "
+                        "the masks %s; stream segmentation data through trugrade.data.Loader to augment both",
+                        tg_shape_str(lab, b, sizeof b));
     for (int ch = 0; ch < im->shape[1]; ch++)
         if (!(memory->std[ch] > 0))
             return tg_error(TG_STATUS_VALUE, "normalisation std of channel %d must be > 0, got %g", ch, memory->std[ch]);
@@ -154,6 +162,7 @@ tg_status tg_memory_source_bind(tg_memory_source *memory, int64_t max_batch, tg_
     }
     source->ctx = memory;
     source->size = im->shape[0];
+    source->target_elements_per_sample = lab->ndim == 3 ? lab->shape[1] * lab->shape[2] : 1;
     source->fill = memory_fill;
     source->begin_epoch = NULL;
     return TG_STATUS_OK;
@@ -202,7 +211,19 @@ tg_status tg_trainer_init(tg_trainer *t, tg_model *model, const tg_optim_config 
                         (long long)options->batch_size, (long long)options->epochs, (long long)options->accumulate);
     if (train->size < 1) return tg_error(TG_STATUS_DATASET, "training: the training set is empty");
     const tg_tensor *input = &model->graph.nodes[model->input].value;
+    const tg_tensor *target = &model->graph.nodes[model->target].value;
+    int64_t target_elements = 1;   /* [N] labels: 1; [N, H, W] masks: H * W */
+    for (int d = 1; d < target->ndim; d++) target_elements *= target->shape[d];
+    int64_t given = train->target_elements_per_sample > 0 ? train->target_elements_per_sample : 1;
+    if (given != target_elements) {
+        char shape[96];
+        return tg_error(TG_STATUS_SHAPE, "training: the model's target is %s (%lld values per sample) but the data "
+                        "gives %lld per sample; give class labels (N,) to a classifier and masks (N, H, W) at the "
+                        "model's input size to a segmentation model", tg_shape_str(target, shape, sizeof shape),
+                        (long long)target_elements, (long long)given);
+    }
     t->model = model;
+    t->target_elements = target_elements;
     t->options = *options;
     t->train = *train;
     TG_TRY(tg_schedule_init(&t->schedule, schedule));
@@ -210,7 +231,7 @@ tg_status tg_trainer_init(tg_trainer *t, tg_model *model, const tg_optim_config 
     int64_t per_sample = input->shape[1] * input->shape[2] * input->shape[3];
     t->order = malloc(sizeof *t->order * (size_t)train->size);
     t->batch_images = tg_aligned_alloc(sizeof(float) * (size_t)(per_sample * options->batch_size));
-    t->batch_labels = tg_aligned_alloc(sizeof(int64_t) * (size_t)options->batch_size);
+    t->batch_labels = tg_aligned_alloc(sizeof(int64_t) * (size_t)(target_elements * options->batch_size));
     t->batch_indices = malloc(sizeof(int64_t) * (size_t)options->batch_size);
     int64_t steps = (train->size + options->batch_size - 1) / options->batch_size;
     t->step_losses = calloc((size_t)steps, sizeof(float));
@@ -241,14 +262,17 @@ static tg_status feed_batch(tg_trainer *t, int64_t count)
     tg_model *m = t->model;
     tg_graph *g = &m->graph;
     const tg_tensor *input = &g->nodes[m->input].value;
+    const tg_tensor *target = &g->nodes[m->target].value;
+    /* NOTE: the target keeps the model's rank: [count] labels or [count, H, W] masks */
     tg_tensor images = {.dtype = TG_DTYPE_F32, .ndim = 4, .data = t->batch_images};
-    tg_tensor labels = {.dtype = TG_DTYPE_I64, .ndim = 1, .data = t->batch_labels};
+    tg_tensor labels = {.dtype = TG_DTYPE_I64, .ndim = target->ndim, .data = t->batch_labels};
     int64_t shapes[2][TG_MAX_DIMS] = {{count, input->shape[1], input->shape[2], input->shape[3], 1}, {count, 1, 1, 1, 1}};
+    for (int d = 1; d < target->ndim; d++) shapes[1][d] = target->shape[d];
     memcpy(images.shape, shapes[0], sizeof shapes[0]);
     memcpy(labels.shape, shapes[1], sizeof shapes[1]);
     if (input->shape[0] != count) {
         tg_node_id ids[2] = {m->input, m->target};
-        int ndims[2] = {4, 1};
+        int ndims[2] = {4, target->ndim};
         TG_TRY(tg_graph_set_input_shapes(g, 2, ids, ndims, (const int64_t (*)[TG_MAX_DIMS])shapes));
     }
     TG_TRY(tg_graph_feed(g, m->input, &images));
@@ -332,7 +356,14 @@ tg_status tg_trainer_evaluate(tg_trainer *t, const tg_batch_source *source, floa
     int64_t batch = t->options.batch_size, n = source->size;
     tg_graph *g = &m->graph;
     double loss_sum = 0.0;
-    int64_t classes = m->options.num_classes;
+    int64_t given = source->target_elements_per_sample > 0 ? source->target_elements_per_sample : 1;
+    if (given != t->target_elements)
+        return tg_error(TG_STATUS_SHAPE, "evaluation: the model takes %lld target values per sample (%s) but the data "
+                        "gives %lld", (long long)t->target_elements, t->target_elements == 1 ? "class labels" : "masks",
+                        (long long)given);
+    const tg_tensor *output = &g->nodes[m->output].value;
+    int64_t per_output = 1;   /* classes, or classes * H * W */
+    for (int d = 1; d < output->ndim; d++) per_output *= output->shape[d];
     for (int64_t start = 0; start < n; start += batch) {
         if (tg_interrupt_pending()) return tg_error(TG_STATUS_INTERRUPTED, "evaluation interrupted");
         int64_t count = start + batch <= n ? batch : n - start;
@@ -342,7 +373,8 @@ tg_status tg_trainer_evaluate(tg_trainer *t, const tg_batch_source *source, floa
         if (!g->planned) TG_TRY(tg_graph_plan(g, m->loss, NULL));
         TG_TRY(tg_graph_forward(g, 0));
         loss_sum += ((const float *)g->nodes[m->loss].value.data)[0] * (double)count;
-        memcpy(logits + start * classes, g->nodes[m->output].value.data, sizeof(float) * (size_t)(count * classes));
+        memcpy(logits + start * per_output, g->nodes[m->output].value.data,
+               sizeof(float) * (size_t)(count * per_output));
     }
     if (mean_loss) *mean_loss = n ? loss_sum / (double)n : 0.0;
     return TG_STATUS_OK;

@@ -20,13 +20,15 @@
 
 /* Where batches come from: fills `count` samples (by dataset index) of `epoch`
  * (the augmentation draw) as float32 images [count, C, H, W], already normalised,
- * and int64 labels [count]. begin_epoch, when not NULL, is called as a training
+ * and int64 targets [count, target_elements_per_sample]: one class label per sample
+ * (1) or a mask of class indices per sample (H * W). begin_epoch, when not NULL, is called as a training
  * epoch starts (or resumes) with its order [n] and batch size, before the fills of
  * batches first_batch... of that order, so that a source can prepare them ahead
  * (the loader, csrc/data/loader.h). */
 typedef struct tg_batch_source {
     void *ctx;
     int64_t size;                          /* samples in the dataset */
+    int64_t target_elements_per_sample;    /* 1: class labels; H * W: masks; 0 reads as 1 */
     tg_status (*fill)(void *ctx, int64_t epoch, const int64_t *indices, int64_t count, float *images,
                       int64_t *labels);
     tg_status (*begin_epoch)(void *ctx, int64_t epoch, const int64_t *order, int64_t n, int64_t batch_size,
@@ -39,7 +41,7 @@ typedef struct tg_batch_source {
  * (seed, epoch, index). */
 typedef struct tg_memory_source {
     const tg_tensor *images;       /* uint8 or float32 [N, C, H, W] */
-    const tg_tensor *labels;       /* int64 [N] */
+    const tg_tensor *labels;       /* int64 [N] class labels or [N, H, W] masks */
     float mean[TG_MAX_CHANNELS];   /* after scaling uint8 to [0, 1] */
     float std[TG_MAX_CHANNELS];
     const tg_augment_pipeline *pipeline; /* or NULL */
@@ -53,7 +55,9 @@ typedef struct tg_memory_source {
 
 /* A batch source over a tg_memory_source (which must outlive it), for batches of
  * up to `max_batch` samples. TG_STATUS_SHAPE or DTYPE naming the array when
- * images/labels do not fit. tg_memory_source_free releases what bind made. */
+ * images/labels do not fit; TG_STATUS_UNSUPPORTED for masks with a pipeline (the
+ * pipeline augments images only here: stream augmented masks through the loader).
+ * tg_memory_source_free releases what bind made. */
 tg_status tg_memory_source_bind(tg_memory_source *memory, int64_t max_batch, tg_batch_source *source);
 void tg_memory_source_free(tg_memory_source *memory);
 
@@ -86,7 +90,8 @@ typedef struct tg_trainer {
     tg_batch_source train;
     int64_t *order;              /* [train.size] this epoch's sample order */
     float *batch_images;         /* [batch, C, H, W] */
-    int64_t *batch_labels;       /* [batch] */
+    int64_t *batch_labels;       /* [batch, target_elements] labels or masks */
+    int64_t target_elements;     /* per sample: 1 (labels [N]) or H * W (masks [N, H, W]) */
     int64_t *batch_indices;      /* [batch] evaluation's sample indices */
     float *step_losses;          /* [steps_per_epoch] loss of each batch of the current epoch */
     float *step_lrs;             /* [steps_per_epoch] learning rate of each batch */
@@ -94,7 +99,9 @@ typedef struct tg_trainer {
     int64_t optimizer_steps;     /* updates applied */
 } tg_trainer;
 
-/* Prepares a trainer for `model` (which must outlive it). */
+/* Prepares a trainer for `model` (which must outlive it). The model's target node
+ * decides the target: labels [N] or masks [N, H, W]; TG_STATUS_SHAPE when the
+ * source's target_elements_per_sample is not the model's. */
 tg_status tg_trainer_init(tg_trainer *trainer, tg_model *model, const tg_optim_config *optim,
                           const tg_schedule_config *schedule, const tg_train_options *options,
                           const tg_batch_source *train);
@@ -107,7 +114,8 @@ void tg_trainer_free(tg_trainer *trainer);
  * of that step is not applied). */
 tg_status tg_trainer_run_epoch(tg_trainer *trainer);
 
-/* Logits [source.size, classes] and the mean loss of `source` in eval mode. */
+/* Logits [source.size, classes] (or [source.size, classes, H, W] for a segmentation
+ * model) and the mean loss of `source` in eval mode. */
 tg_status tg_trainer_evaluate(tg_trainer *trainer, const tg_batch_source *source, float *logits, double *mean_loss);
 
 /* The permutation of [0, n) for (seed, epoch): splitmix64-keyed Fisher-Yates. */
