@@ -25,9 +25,9 @@ from .common import print_table, run_torch
 # (arch, in_channels, size, batch, steps): the compare set; the 224 models take few steps
 STANDARD = [
     ("smallcnn", 1, 28, 128, 20),
-    ("resnet18", 3, 32, 128, 4),
-    ("resnet18", 3, 224, 16, 5),
-    ("efficientnet_b0", 3, 224, 8, 5),
+    ("resnet18", 3, 32, 128, 3),
+    ("resnet18", 3, 224, 16, 4),
+    ("efficientnet_b0", 3, 224, 8, 4),
 ]
 BF16_UNSUPPORTED = ("bf16 is not supported: trugrade's engine has no bfloat16 training path (float32 only); "
                     "run without --bf16")
