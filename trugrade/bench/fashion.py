@@ -69,7 +69,7 @@ def run(args):
         a, b = ours.get(key), theirs.get(key)
         rows.append({"what": label, "tg": fmt.format(a), "torch": fmt.format(b) if b is not None else "-",
                      "ratio": f"{a / b:.2f}x" if a and b else "-", "better": better})
-    print_table(f"fashion: configs/fashion_mnist_cnn.yaml ({epochs or 3} epochs, {args.threads} threads) vs the "
+    print_table(f"fashion: configs/fashion_mnist_cnn.yaml ({epochs or 3} epoch{'' if epochs == 1 else 's'}, {args.threads} threads) vs the "
                 f"same recipe in PyTorch (load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f})", rows,
                 [("what", "measure", "{}"), ("tg", "trugrade", "{}"), ("torch", "PyTorch", "{}"),
                  ("ratio", "trugrade / PyTorch", "{}"), ("better", "better is", "{}")])
