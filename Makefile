@@ -82,6 +82,7 @@ fuzz: $(patsubst %,build/fuzz/fuzz_%,$(FUZZ_DECODERS))
 bench: setup
 	$(PYTHON) -m trugrade.bench ops
 	$(PYTHON) -m trugrade.bench data
+	$(PYTHON) -m trugrade.bench train --compare
 
 clean:
 	rm -rf build .build-stamp trugrade/_C*.so *.egg-info

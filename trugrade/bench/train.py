@@ -1,0 +1,179 @@
+"""Training speed: full training steps (forward, cross-entropy, backward, SGD momentum 0.9)
+of a zoo architecture on synthetic in-memory data, run by the C trainer (_C.Trainer over
+batch * steps random float32 images; one run_epoch call does every step, no Python per
+step), beside the same measurement in PyTorch (bench/torch_train.py).
+
+  python -m trugrade.bench train --arch resnet18 --in-channels 3 --size 224 --batch 16 --steps 5 --json
+  python -m trugrade.bench train --compare      # the standard set, side by side, as ratios
+
+Each measurement is its own fresh process, so its peak RSS (ru_maxrss) is its own: the
+interpreter, numpy, the engine, the data, the model, its planned activations and the
+optimizer state. The first step (batch 0 through a one-step trainer: planning, allocation,
+first touch of memory) is timed apart from the epoch that gives images/s.
+What this does not measure: data loading and augmentation (the data section does), and
+bf16, which the engine cannot train in: --bf16 says so and exits 2."""
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .common import print_table, run_torch
+
+# (arch, in_channels, size, batch, steps): the compare set; the 224 models take few steps
+STANDARD = [
+    ("smallcnn", 1, 28, 128, 20),
+    ("resnet18", 3, 32, 128, 3),
+    ("resnet18", 3, 224, 16, 4),
+    ("efficientnet_b0", 3, 224, 8, 4),
+]
+BF16_UNSUPPORTED = ("bf16 is not supported: trugrade's engine has no bfloat16 training path (float32 only); "
+                    "run without --bf16")
+
+
+def add_arguments(parser):
+    parser.add_argument("--arch", default="resnet18", help="zoo architecture (trugrade.models.architectures())")
+    parser.add_argument("--in-channels", type=int, default=3)
+    parser.add_argument("--size", type=int, default=224, help="square input size")
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--steps", type=int, default=None,
+                        help="timed steps (default 5; with --compare each row's own)")
+    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (not supported: exits 2)")
+    parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
+    parser.add_argument("--compare", action="store_true",
+                        help="the standard set beside PyTorch (fp32, and PyTorch's bf16 autocast)")
+
+
+def measure(arch, in_channels, size, batch, steps, classes=10, threads=2):
+    """Runs one measurement in a fresh process; returns its dict (see _measure_here)."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
+    proc = subprocess.run([sys.executable, "-m", "trugrade.bench.train", arch, str(in_channels), str(size),
+                           str(batch), str(steps), str(classes), str(threads)],
+                          env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise RuntimeError(f"train bench of {arch} {in_channels}x{size}x{size} batch {batch} failed:\n"
+                           f"{proc.stderr.strip()[-2000:]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def _measure_here(arch, in_channels, size, batch, steps, classes, threads):
+    import numpy as np
+
+    from .. import _C, models
+    _C.set_num_threads(threads)
+    rng = np.random.default_rng(0)
+    n = batch * steps
+    images = rng.standard_normal((n, in_channels, size, size), dtype=np.float32)  # [N, C, S, S]
+    labels = rng.integers(0, classes, n, dtype=np.int64)                          # [N]
+    model = models.create(arch, num_classes=classes, in_channels=in_channels, input_size=size, seed=0)
+    options = dict(epochs=1, batch_size=batch, lr=0.01, optimizer="sgd", momentum=0.9, shuffle=False, seed=0)
+    start = time.perf_counter()
+    first = _C.Trainer(model._c, images[:batch], labels[:batch], **options)
+    first.run_epoch(catch_sigint=False)
+    first_step = time.perf_counter() - start
+    del first
+    trainer = _C.Trainer(model._c, images, labels, **options)
+    start = time.perf_counter()
+    loss = trainer.run_epoch(catch_sigint=False)
+    elapsed = time.perf_counter() - start
+    peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    planned = model.memory(batch=batch)  # after the peak is read: asking may replan
+    return {"arch": arch, "in_channels": in_channels, "size": size, "batch": batch, "steps": steps,
+            "bf16": False, "threads": threads, "images_per_second": n / elapsed, "step_seconds": elapsed / steps,
+            "first_step_seconds": first_step, "loss": float(loss),
+            "planned_mb": (planned["arena_bytes"] + planned["persistent_bytes"]) / 2**20, "peak_rss_mb": peak_rss_mb}
+
+
+def _torch(arch, in_channels, size, batch, steps, classes, threads, bf16):
+    args = [arch, in_channels, size, batch, steps, "--classes", classes] + (["--bf16"] if bf16 else [])
+    return run_torch("torch_train.py", *args, threads=threads)
+
+
+def _ratio(a, b):
+    return f"{a / b:.2f}x" if a and b else "-"
+
+
+def compare(args):
+    load = os.getloadavg()
+    rows, results = [], []
+    for arch, channels, size, batch, steps in STANDARD:
+        steps = args.steps or (max(2, steps // 2) if args.quick else steps)
+        shape = f"{channels}x{size}x{size}"
+        tg = measure(arch, channels, size, batch, steps, args.classes, args.threads)
+        ref = _torch(arch, channels, size, batch, steps, args.classes, args.threads, False)
+        ref16 = _torch(arch, channels, size, batch, steps, args.classes, args.threads, True)
+        results.append({"arch": arch, "input": shape, "batch": batch, "steps": steps, "trugrade": tg,
+                        "torch": ref, "torch_bf16": ref16})
+        for label, ours, theirs in (("fp32", tg, ref), ("bf16", None, ref16)):
+            theirs = theirs or {}
+            rows.append({
+                "model": arch, "input": shape, "batch": str(batch), "steps": str(steps), "precision": label,
+                "tg_rate": f"{ours['images_per_second']:.1f}" if ours else "unsupported",
+                "torch_rate": f"{theirs['images_per_second']:.1f}" if theirs else "-",
+                "rate_ratio": _ratio(ours and ours["images_per_second"], theirs.get("images_per_second")),
+                "tg_first": f"{ours['first_step_seconds']:.2f}" if ours else "-",
+                "torch_first": f"{theirs['first_step_seconds']:.2f}" if theirs else "-",
+                "tg_rss": f"{ours['peak_rss_mb']:.0f}" if ours else "-",
+                "torch_rss": f"{theirs['peak_rss_mb']:.0f}" if theirs else "-",
+                "rss_ratio": _ratio(ours and ours["peak_rss_mb"], theirs.get("peak_rss_mb")),
+            })
+    print_table(f"train: full steps (forward, loss, backward, SGD momentum 0.9) on synthetic data, "
+                f"{args.threads} threads; ratios trugrade / PyTorch (images/s: higher is better for trugrade; "
+                f"RSS: lower is) (load average before: {load[0]:.2f}, after: {os.getloadavg()[0]:.2f})", rows,
+                [("model", "model", "{}"), ("input", "input", "{}"), ("batch", "batch", "{}"),
+                 ("steps", "steps", "{}"), ("precision", "precision", "{}"),
+                 ("tg_rate", "trugrade img/s", "{}"), ("torch_rate", "PyTorch img/s", "{}"),
+                 ("rate_ratio", "img/s ratio", "{}"), ("tg_first", "tg 1st step s", "{}"),
+                 ("torch_first", "torch 1st step s", "{}"), ("tg_rss", "tg peak RSS MB", "{}"),
+                 ("torch_rss", "torch peak RSS MB", "{}"), ("rss_ratio", "RSS ratio", "{}")])
+    print("  bf16: trugrade has no bfloat16 training path; the PyTorch rows use torch.autocast('cpu', bfloat16)"
+          + ("" if _native_bf16() else " on a CPU without native bf16 (no avx512_bf16 or AMX: emulated)"))
+    if args.json:
+        print(json.dumps({"load_average": load[0], "rows": results}))
+    return results
+
+
+def _native_bf16():
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return True
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def run(args):
+    if args.bf16:
+        print(BF16_UNSUPPORTED, file=sys.stderr)
+        sys.exit(2)
+    if args.compare:
+        return compare(args)
+    steps = args.steps or 5
+    load = os.getloadavg()[0]
+    result = measure(args.arch, args.in_channels, args.size, args.batch, steps, args.classes, args.threads)
+    result["load_average"] = load
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"train {result['arch']} {args.in_channels}x{args.size}x{args.size} batch {args.batch}, {steps} steps, "
+              f"{args.threads} threads: {result['images_per_second']:.1f} images/s "
+              f"({result['step_seconds']:.3f} s/step), first step {result['first_step_seconds']:.2f} s, "
+              f"peak RSS {result['peak_rss_mb']:.0f} MB (planned step memory {result['planned_mb']:.0f} MB; "
+              f"load average {load:.2f})")
+    return result
+
+
+def _main():
+    arch, in_channels, size, batch, steps, classes, threads = sys.argv[1:8]
+    print(json.dumps(_measure_here(arch, int(in_channels), int(size), int(batch), int(steps), int(classes),
+                                   int(threads))))
+
+
+if __name__ == "__main__":
+    _main()
