@@ -25,7 +25,8 @@ Running it:
                   float16 kernels for a float32 file, the usual way to get float16 speed)
 
 The safetensors file loads into the matching torchvision model:
-    model.load_state_dict(safetensors.torch.load_file("fm.safetensors"))
+    from safetensors.torch import load_file
+    model.load_state_dict(load_file("fm.safetensors"))
 """
 import json
 import os
@@ -68,7 +69,7 @@ def export_onnx(model, path, metadata=None, float16=False):
 def export_safetensors(model, path):
     """Writes the parameters and buffers under torchvision's names (no trainer state, no
     loss weights) with metadata format "pt" and the arch, loadable by PyTorch's
-    safetensors.torch.load_file and a torchvision model's load_state_dict."""
+    safetensors.torch's load_file and a torchvision model's load_state_dict."""
     inner, meta = _parts(model)
     tensors = {name: np.array(value) for name, value in inner.state_dict().items()
                if not name.startswith(("trainer.", "loss."))}

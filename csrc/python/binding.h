@@ -28,6 +28,10 @@ extern PyMethodDef tg_py_train_methods[];
 struct tg_augment_pipeline;
 const struct tg_augment_pipeline *tg_py_augment_pipeline_of(PyObject *capsule);
 
+/* set_lr_scale(glob, scale) -> parameters matched, for any binding that owns an optimizer. */
+struct tg_optimizer;
+PyObject *tg_py_optimizer_set_lr_scale(struct tg_optimizer *opt, PyObject *args);
+
 /* The model of a trugrade._C.Model (no type check). */
 struct tg_model;
 struct tg_model *tg_py_model_of(PyObject *model_object);

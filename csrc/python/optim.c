@@ -92,15 +92,20 @@ static PyObject *optimizer_clip_value(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-static PyObject *optimizer_set_lr_scale(PyObject *self, PyObject *args)
+PyObject *tg_py_optimizer_set_lr_scale(struct tg_optimizer *opt, PyObject *args)
 {
     const char *pattern;
     double scale;
     if (!PyArg_ParseTuple(args, "sd", &pattern, &scale)) return NULL;
     int matched = 0;
-    tg_status status = tg_optimizer_set_lr_scale(&((OptimizerObject *)self)->opt, pattern, scale, &matched);
+    tg_status status = tg_optimizer_set_lr_scale(opt, pattern, scale, &matched);
     if (status != TG_STATUS_OK) return tg_py_raise(status);
     return PyLong_FromLong(matched);
+}
+
+static PyObject *optimizer_set_lr_scale(PyObject *self, PyObject *args)
+{
+    return tg_py_optimizer_set_lr_scale(&((OptimizerObject *)self)->opt, args);
 }
 
 static PyObject *optimizer_nonfinite(PyObject *self, PyObject *unused)

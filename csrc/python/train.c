@@ -428,13 +428,7 @@ static PyObject *trainer_load_state(PyObject *self, PyObject *args)
 
 static PyObject *trainer_set_lr_scale(PyObject *self, PyObject *args)
 {
-    const char *pattern;
-    double scale;
-    if (!PyArg_ParseTuple(args, "sd", &pattern, &scale)) return NULL;
-    int matched = 0;
-    tg_status status = tg_optimizer_set_lr_scale(&((TrainerObject *)self)->trainer.optimizer, pattern, scale, &matched);
-    if (status != TG_STATUS_OK) return tg_py_raise(status);
-    return PyLong_FromLong(matched);
+    return tg_py_optimizer_set_lr_scale(&((TrainerObject *)self)->trainer.optimizer, args);
 }
 
 static PyMethodDef trainer_methods[] = {
