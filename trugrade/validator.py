@@ -222,9 +222,9 @@ class _Measure:
     """The C measurements of every sample image (and mask), by sample index."""
 
     def __init__(self, ds, mode, max_pixels):
-        root = ds.root
+        prefix = os.path.join(ds.root, "")
         self.paths = [s["path"] for s in ds.samples]
-        columns = _C.validate_images([os.path.join(root, p) for p in self.paths], mode, max_pixels or 0)
+        columns = _C.validate_images([prefix + p for p in self.paths], mode, max_pixels or 0)
         self.status = columns["status"]
         self.message = columns["message"]
         self.format = columns["format"]
@@ -233,11 +233,11 @@ class _Measure:
         floats = np.asarray(columns["floats"]).reshape(-1, 6).astype(np.float64)
         self.lapvar, self.mean, self.std, self.dark, self.bright, self.entropy = floats.T
         self.phash = np.asarray(columns["phash"])
-        self.ok = np.array([s == "ok" for s in self.status], dtype=bool)
+        self.ok = np.asarray(self.status) == "ok"
         self.decoded = mode == "decode"
         self.masks = None
         if ds.task == "segmentation":
-            mask_paths = [os.path.join(root, s.get("mask") or "") for s in ds.samples]
+            mask_paths = [prefix + (s.get("mask") or "") for s in ds.samples]
             if mode == "decode":
                 m = _C.validate_masks(mask_paths, max_pixels or 0)
                 ints = np.asarray(m["ints"]).reshape(-1, 5)
@@ -279,15 +279,15 @@ def _check_format(ds, m, t, out):
                            {"messages": dict(rows)}))
     if m is None:
         return
-    wrong = [i for i in np.flatnonzero(m.ext_mismatch & m.ok)]
-    if wrong:
+    wrong = np.flatnonzero((m.ext_mismatch != 0) & m.ok)
+    if len(wrong):
         out.append(Finding("format", "wrong_extension", "warning",
                            f"{len(wrong)} file(s) have an extension that names another format than their content",
                            "Rename these files to the extension of their real format (shown per file) so other "
                            "tools read them too.", [m.paths[i] for i in wrong],
                            {"formats": {m.paths[i]: m.format[i] for i in wrong}}))
-    small = [i for i in np.flatnonzero(m.ok) if min(m.width[i], m.height[i]) < t["min_size"]]
-    if small:
+    small = np.flatnonzero(m.ok & (np.minimum(m.width, m.height) < t["min_size"]))
+    if len(small):
         out.append(Finding("format", "too_small", "warning",
                            f"{len(small)} image(s) are smaller than {t['min_size']} pixels on a side",
                            "Remove these images or replace them with full-size versions; thumbnails this small "
@@ -298,7 +298,7 @@ def _check_format(ds, m, t, out):
         values, counts = np.unique(channels, return_counts=True)
         if len(values) > 1:
             usual = int(values[np.argmax(counts)])
-            odd = [i for i in np.flatnonzero(m.ok) if m.channels[i] != usual]
+            odd = np.flatnonzero(m.ok & (m.channels != usual))
             out.append(Finding("format", "mixed_channels", "warning",
                                f"{len(odd)} image(s) have another channel count than the usual {usual} "
                                f"(counts: {dict(zip(map(int, values), map(int, counts)))})",
@@ -577,28 +577,28 @@ def _check_quality(ds, m, t, out):
 
     # NOTE: the Laplacian's variance grows with the square of the contrast, so a dark or flat copy
     # of a sharp image would look blurred; sharpness is judged on it divided by the image's variance.
-    textured = np.array([i for i in ok if m.std[i] >= 2.0], dtype=np.int64)
+    textured = ok[m.std[ok] >= 2.0]
     sharpness = m.lapvar / np.maximum(m.std, 1e-6) ** 2
     if len(textured):
         median_sharpness = np.median(sharpness[textured])
-        blurry = [i for i in textured if sharpness[i] < t["blur_fraction"] * median_sharpness]
+        blurry = textured[sharpness[textured] < t["blur_fraction"] * median_sharpness]
         add("blurry", blurry, "{n} image(s) are blurry (variance of the Laplacian, relative to the image's "
             f"contrast, under {t['blur_fraction']:g}x the dataset's median)",
             "Check these images for focus or motion blur; retake or remove those too blurred to show the label.",
             m.lapvar)
     mean = np.median(m.mean[ok])
-    dark = [i for i in ok if m.mean[i] < t["dark_fraction"] * mean and m.mean[i] < t["dark_level"]]
+    dark = ok[(m.mean[ok] < t["dark_fraction"] * mean) & (m.mean[ok] < t["dark_level"])]
     add("too_dark", dark, "{n} image(s) are too dark (mean brightness far below the dataset's median "
         f"{mean:.0f}/255)", "Check the exposure of these images; brighten or retake them, or remove them.", m.mean)
     headroom = 255.0 - mean
-    bright = [i for i in ok if 255.0 - m.mean[i] < t["bright_fraction"] * headroom and m.mean[i] > t["bright_level"]]
+    bright = ok[(255.0 - m.mean[ok] < t["bright_fraction"] * headroom) & (m.mean[ok] > t["bright_level"])]
     add("too_bright", bright, "{n} image(s) are too bright (washed out; mean brightness far above the dataset's "
         f"median {mean:.0f}/255)", "Check these images for overexposure; retake or remove them.", m.mean)
     std = np.median(m.std[ok])
-    low_info = [i for i in ok if m.entropy[i] < t["min_entropy"]]
-    exposed = set(dark) | set(bright)  # their low contrast follows from the exposure already reported
-    low_contrast = [i for i in ok if m.std[i] < t["contrast_fraction"] * std and m.std[i] < t["contrast_level"]
-                    and m.entropy[i] >= t["min_entropy"] and i not in exposed]
+    low_info = ok[m.entropy[ok] < t["min_entropy"]]
+    exposed = np.isin(ok, np.concatenate([dark, bright]))  # their low contrast follows from the exposure reported
+    low_contrast = ok[(m.std[ok] < t["contrast_fraction"] * std) & (m.std[ok] < t["contrast_level"])
+                      & (m.entropy[ok] >= t["min_entropy"]) & ~exposed]
     add("low_contrast", low_contrast, "{n} image(s) have low contrast (standard deviation far below the dataset's "
         f"median {std:.1f})", "Check these images; stretch their contrast or remove them if they show nothing.",
         m.std)
@@ -607,8 +607,8 @@ def _check_quality(ds, m, t, out):
         m.entropy)
     area = (m.width * m.height).astype(np.float64)
     median_area = np.median(area[ok])
-    size_odd = [i for i in ok if area[i] > t["size_ratio"] * median_area or area[i] * t["size_ratio"] < median_area]
-    if size_odd:
+    size_odd = ok[(area[ok] > t["size_ratio"] * median_area) | (area[ok] * t["size_ratio"] < median_area)]
+    if len(size_odd):
         out.append(Finding("quality", "size_outlier", "info",
                            f"{len(size_odd)} image(s) are much larger or smaller than most (median "
                            f"{int(np.median(m.width[ok]))}x{int(np.median(m.height[ok]))})",
@@ -617,8 +617,8 @@ def _check_quality(ds, m, t, out):
                            {"sizes": {paths[i]: [int(m.width[i]), int(m.height[i])] for i in size_odd}}))
     aspect = m.width.astype(np.float64) / np.maximum(m.height, 1)
     median_aspect = np.median(aspect[ok])
-    aspect_odd = [i for i in ok if abs(math.log(aspect[i] / median_aspect)) > math.log(t["aspect_ratio"])]
-    if aspect_odd:
+    aspect_odd = ok[np.abs(np.log(aspect[ok] / median_aspect)) > math.log(t["aspect_ratio"])]
+    if len(aspect_odd):
         out.append(Finding("quality", "aspect_outlier", "info",
                            f"{len(aspect_odd)} image(s) have an unusual aspect ratio (median {median_aspect:.2f})",
                            "Check these images (rotated, panoramas, crops); resizing squashes them, letterboxing "
@@ -652,9 +652,10 @@ def _groups(n, pairs):
 
 def _check_duplicates(ds, m, t, out, stats):
     samples = ds.samples
+    content = [s["content_hash"] for s in samples]
     by_hash = {}
-    for i, s in enumerate(samples):
-        by_hash.setdefault(s["content_hash"], []).append(i)
+    for i, h in enumerate(content):
+        by_hash.setdefault(h, []).append(i)
     exact = [g for g in by_hash.values() if len(g) > 1]
     stats["exact_duplicate_groups"] = len(exact)
     _duplicate_findings(ds, exact, "exact", out)
@@ -663,8 +664,10 @@ def _check_duplicates(ds, m, t, out, stats):
     ok = np.flatnonzero(m.ok)
     pairs = np.asarray(_C.near_duplicate_pairs(np.ascontiguousarray(m.phash[ok]), int(t["near_duplicate_bits"])))
     pairs = pairs.reshape(-1, 3)
-    edges = [(int(ok[a]), int(ok[b])) for a, b, _ in pairs
-             if samples[ok[a]]["content_hash"] != samples[ok[b]]["content_hash"]]
+    first, second = ok[pairs[:, 0]], ok[pairs[:, 1]]
+    content = np.asarray(content)
+    differ = content[first] != content[second] if len(pairs) else np.zeros(0, dtype=bool)
+    edges = list(zip(first[differ].tolist(), second[differ].tolist()))
     near = _groups(len(samples), edges)
     stats["near_duplicate_groups"] = len(near)
     _duplicate_findings(ds, near, "near", out)

@@ -199,20 +199,28 @@ static void unmap_file(mapped_file *file)
     memset(file, 0, sizeof *file);
 }
 
+tg_status tg_image_probe_memory(const uint8_t *data, size_t size, const char *name, tg_image_info *info)
+{
+    memset(info, 0, sizeof *info);
+    static const uint8_t empty[1] = {0};
+    if (!name) name = "<memory>";
+    if (!data && size > 0) return tg_error(TG_STATUS_VALUE, "%s: image buffer is NULL", name);
+    /* NOTE: a probe reports the size of an image even past the pixel limit; the limit
+     * guards allocation, which a probe does not do. */
+    tg_decode_input in = {.data = data ? data : empty, .size = size, .name = name, .max_pixels = INT64_MAX};
+    tg_image_info probed;
+    tg_status status = dispatch(&in, &probed, NULL);
+    if (status == TG_STATUS_OK) *info = probed;
+    return status;
+}
+
 tg_status tg_image_probe(const char *path, tg_image_info *info)
 {
     memset(info, 0, sizeof *info);
     mapped_file file;
     TG_TRY(map_file(path, &file));
-    tg_decode_input in = {.data = file.data, .size = file.size, .name = path,
-                          .max_pixels = TG_IMAGE_DEFAULT_MAX_PIXELS};
-    tg_image_info probed;
-    /* NOTE: a probe reports the size of an image even past the pixel limit; the limit
-     * guards allocation, which a probe does not do. */
-    in.max_pixels = INT64_MAX;
-    tg_status status = dispatch(&in, &probed, NULL);
+    tg_status status = tg_image_probe_memory(file.data, file.size, path, info);
     unmap_file(&file);
-    if (status == TG_STATUS_OK) *info = probed;
     return status;
 }
 

@@ -7,11 +7,14 @@
  * Not here either: hashing of file bytes (the scan's XXH64 is in the manifest). */
 #include "validate.h"
 
+#include <errno.h>
+#include <fcntl.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "../core/tensor.h"
 #include "../core/threads.h"
@@ -48,6 +51,16 @@ static double sample_at(const tg_tensor *t, int64_t c, int64_t i, int64_t plane)
 static void to_gray(const tg_tensor *image, float *gray /* [H * W] */)
 {
     int64_t channels = image->shape[0], plane = image->shape[1] * image->shape[2];
+    if (image->dtype == TG_DTYPE_U8 && channels <= 2) { /* the common grey case: a plain copy */
+        const uint8_t *restrict first = image->data; /* [H * W] */
+        for (int64_t i = 0; i < plane; i++) gray[i] = (float)first[i];
+        return;
+    }
+    if (image->dtype == TG_DTYPE_U8 && channels <= 4) { /* the common colour case, same sums as below */
+        const uint8_t *restrict r = image->data, *restrict g = r + plane, *restrict b = g + plane; /* [H * W] each */
+        for (int64_t i = 0; i < plane; i++) gray[i] = (float)(0.299 * r[i] + 0.587 * g[i] + 0.114 * b[i]);
+        return;
+    }
     for (int64_t i = 0; i < plane; i++) {
         double v;
         if (channels >= 3 && channels <= 4)
@@ -141,34 +154,39 @@ static void thumbnail(const float *gray /* [h, w] */, int64_t h, int64_t w, doub
     }
 }
 
-static int compare_double(const void *a, const void *b)
+/* basis[x * HASH_SIDE + u] = cos((2x + 1) u pi / 2N): the DCT-II of the hash's frequencies,
+ * one row of HASH_SIDE frequencies per thumbnail position. */
+static void dct_basis(double *basis /* [THUMB, HASH_SIDE] */)
 {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
+    for (int x = 0; x < THUMB; x++)
+        for (int u = 0; u < HASH_SIDE; u++) basis[x * HASH_SIDE + u] = cos((2.0 * x + 1.0) * u * M_PI / (2.0 * THUMB));
 }
 
 /* pHash: the 8 x 8 lowest frequencies of the thumbnail's DCT-II, one bit each:
- * above their median or not (the DC term included, as the usual pHash does). */
-static uint64_t perceptual_hash(const double *thumb /* [THUMB, THUMB] */)
+ * above their median or not (the DC term included, as the usual pHash does).
+ * NOTE: the inner loops run over the 8 frequencies (independent sums, contiguous,
+ * vectorized) rather than along a row (one long chain of dependent additions). */
+static uint64_t perceptual_hash(const double *thumb /* [THUMB, THUMB] */, const double *basis /* [THUMB, HASH_SIDE] */)
 {
-    double basis[HASH_SIDE][THUMB]; /* cos((2x + 1) u pi / 2N) */
-    for (int u = 0; u < HASH_SIDE; u++)
-        for (int x = 0; x < THUMB; x++) basis[u][x] = cos((2.0 * x + 1.0) * u * M_PI / (2.0 * THUMB));
-    double rows[THUMB][HASH_SIDE]; /* each thumbnail row against the column frequencies */
+    double rows[THUMB][HASH_SIDE] = {{0}}; /* each thumbnail row against the column frequencies */
     for (int y = 0; y < THUMB; y++)
-        for (int v = 0; v < HASH_SIDE; v++) {
-            double s = 0;
-            for (int x = 0; x < THUMB; x++) s += thumb[y * THUMB + x] * basis[v][x];
-            rows[y][v] = s;
+        for (int x = 0; x < THUMB; x++) {
+            double t = thumb[y * THUMB + x];
+            for (int v = 0; v < HASH_SIDE; v++) rows[y][v] += t * basis[x * HASH_SIDE + v];
         }
-    double coefficients[HASH_SIDE * HASH_SIDE], sorted[HASH_SIDE * HASH_SIDE];
+    double coefficients[HASH_SIDE * HASH_SIDE] = {0}, sorted[HASH_SIDE * HASH_SIDE];
     for (int u = 0; u < HASH_SIDE; u++)
-        for (int v = 0; v < HASH_SIDE; v++) {
-            double s = 0;
-            for (int y = 0; y < THUMB; y++) s += basis[u][y] * rows[y][v];
-            coefficients[u * HASH_SIDE + v] = sorted[u * HASH_SIDE + v] = s;
+        for (int y = 0; y < THUMB; y++) {
+            double b = basis[y * HASH_SIDE + u];
+            for (int v = 0; v < HASH_SIDE; v++) coefficients[u * HASH_SIDE + v] += b * rows[y][v];
         }
-    qsort(sorted, HASH_SIDE * HASH_SIDE, sizeof *sorted, compare_double);
+    memcpy(sorted, coefficients, sizeof sorted);
+    for (int k = 1; k < HASH_SIDE * HASH_SIDE; k++) { /* insertion sort: 64 values, no qsort call */
+        double v = sorted[k];
+        int j = k;
+        for (; j > 0 && sorted[j - 1] > v; j--) sorted[j] = sorted[j - 1];
+        sorted[j] = v;
+    }
     double median = 0.5 * (sorted[31] + sorted[32]);
     uint64_t hash = 0;
     for (int k = 0; k < HASH_SIDE * HASH_SIDE; k++)
@@ -176,7 +194,7 @@ static uint64_t perceptual_hash(const double *thumb /* [THUMB, THUMB] */)
     return hash;
 }
 
-static void measure_pixels(const tg_tensor *image, float *gray, tg_image_check *out)
+static void measure_pixels(const tg_tensor *image, float *gray, const double *basis, tg_image_check *out)
 {
     int64_t h = image->shape[1], w = image->shape[2];
     to_gray(image, gray);
@@ -184,25 +202,88 @@ static void measure_pixels(const tg_tensor *image, float *gray, tg_image_check *
     out->laplacian_variance = laplacian_variance(gray, h, w);
     double thumb[THUMB * THUMB];
     thumbnail(gray, h, w, thumb);
-    out->phash = perceptual_hash(thumb);
+    out->phash = perceptual_hash(thumb, basis);
+}
+
+/* ---- reading files ---- */
+
+/* A growing byte buffer a worker reuses for every file it reads. */
+typedef struct file_buffer {
+    uint8_t *data; /* [capacity] */
+    size_t capacity;
+} file_buffer;
+
+/* Reads the whole file at `path` into buffer->data[0..*size). *size_bytes is the
+ * file's size (-1 when it cannot be opened or stat'ed).
+ * NOTE: read(), not mmap(): each mapping costs page faults, and with two threads
+ * each munmap() also costs a TLB shootdown (an interrupt of the other core),
+ * which kept validation from scaling with the thread count. */
+static tg_status read_file(const char *path, file_buffer *buffer, size_t *size, int64_t *size_bytes)
+{
+    *size = 0;
+    *size_bytes = -1;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tg_error(TG_STATUS_IO, "%s: cannot open the image: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        return tg_error(TG_STATUS_IO, "%s: cannot stat the image: %s", path, strerror(err));
+    }
+    *size_bytes = (int64_t)st.st_size;
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return tg_error(TG_STATUS_IO, "%s: not a regular file (a directory or device?)", path);
+    }
+    size_t want = (size_t)st.st_size;
+    if (want + 1 > buffer->capacity) {
+        size_t capacity = want + 1 > 2 * buffer->capacity ? want + 1 : 2 * buffer->capacity;
+        uint8_t *grown = realloc(buffer->data, capacity);
+        if (!grown) {
+            close(fd);
+            return tg_error(TG_STATUS_NOMEM, "%s: no memory to read the file (%zu bytes)", path, want);
+        }
+        buffer->data = grown;
+        buffer->capacity = capacity;
+    }
+    size_t done = 0;
+    while (done < want) {
+        ssize_t got = read(fd, buffer->data + done, want - done);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) {
+            int err = errno;
+            close(fd);
+            return tg_error(TG_STATUS_IO, "%s: cannot read the image: %s", path, strerror(err));
+        }
+        if (got == 0) break; /* the file shrank while being read: what was read is judged */
+        done += (size_t)got;
+    }
+    close(fd);
+    *size = done;
+    return TG_STATUS_OK;
 }
 
 /* ---- images ---- */
 
-typedef struct images_job {
-    const char *const *paths;
-    const tg_validate_options *options;
-    tg_image_check *out;
-    int interrupted;
-} images_job;
+/* What one worker reuses from file to file. */
+typedef struct worker_scratch {
+    file_buffer file;
+    float *gray;        /* [gray_capacity] */
+    int64_t gray_capacity;
+} worker_scratch;
 
-static void check_one_image(const char *path, const tg_validate_options *options, tg_image_check *out)
+static void check_one_image(const char *path, const tg_validate_options *options, const double *basis,
+                            worker_scratch *scratch, tg_image_check *out)
 {
     memset(out, 0, sizeof *out);
-    struct stat st;
-    out->size_bytes = stat(path, &st) == 0 ? (int64_t)st.st_size : -1;
+    size_t size;
+    tg_status status = read_file(path, &scratch->file, &size, &out->size_bytes);
+    if (status != TG_STATUS_OK) {
+        record_failure(out->message, &out->status, status);
+        return;
+    }
     tg_image_info info;
-    tg_status status = tg_image_probe(path, &info);
+    status = tg_image_probe_memory(scratch->file.data, size, path, &info);
     if (status != TG_STATUS_OK) {
         if (out->size_bytes == 0)
             tg_error(TG_STATUS_DECODE, "%s: the file is empty (0 bytes)", path);
@@ -224,35 +305,80 @@ static void check_one_image(const char *path, const tg_validate_options *options
     }
     tg_decode_options decode = {.max_pixels = options->max_pixels};
     tg_tensor image;
-    status = tg_image_read(path, &decode, &image);
+    status = tg_image_decode_memory(scratch->file.data, size, path, &decode, &image);
     if (status != TG_STATUS_OK) {
         record_failure(out->message, &out->status, status);
         return;
     }
     int64_t plane = image.shape[1] * image.shape[2];
-    float *gray = plane > 0 ? malloc((size_t)plane * sizeof *gray) : NULL; /* [H, W] */
-    if (!gray) {
+    if (plane > scratch->gray_capacity) {
+        float *grown = realloc(scratch->gray, (size_t)plane * sizeof *grown); /* [H, W] */
+        if (grown) {
+            scratch->gray = grown;
+            scratch->gray_capacity = plane;
+        }
+    }
+    if (plane <= 0 || plane > scratch->gray_capacity) {
         status = plane > 0 ? tg_error(TG_STATUS_NOMEM, "%s: no memory for a %lld x %lld gray image", path,
                                       (long long)image.shape[1], (long long)image.shape[2])
                            : tg_error(TG_STATUS_DECODE, "%s: the image has no pixels", path);
         record_failure(out->message, &out->status, status);
     } else {
-        measure_pixels(&image, gray, out);
+        measure_pixels(&image, scratch->gray, basis, out);
     }
-    free(gray);
     tg_tensor_free(&image);
 }
 
-static void images_range(void *ctx, int64_t begin, int64_t end, int thread_index)
+/* NOTE: files are handed out in small batches from a shared counter, not in one
+ * contiguous chunk per thread: file costs vary (a 4K JPEG next to thumbnails) and
+ * on a busy machine one thread may be descheduled for a while; the other keeps
+ * taking work. Each file's result lands in its own slot, so the results are the
+ * same for any thread count and any order. */
+#define FILES_PER_BATCH 8
+
+typedef struct files_job {
+    const char *const *paths;
+    int64_t n;
+    const tg_validate_options *options;
+    const double *basis;      /* [THUMB, HASH_SIDE] DCT basis (images) */
+    tg_image_check *images;   /* [n] results when checking images, else NULL */
+    tg_mask_check *masks;     /* [n] results when checking masks, else NULL */
+    int64_t next;             /* the next file not yet handed out (atomic) */
+    int interrupted;          /* atomic */
+} files_job;
+
+static void check_one_mask(const char *path, const tg_validate_options *options, worker_scratch *scratch,
+                           tg_mask_check *out);
+
+/* One item per worker: each takes batches of files until none are left. */
+static void files_worker(void *ctx, int64_t begin, int64_t end, int thread_index)
 {
-    images_job *job = ctx;
-    for (int64_t i = begin; i < end; i++) {
-        if (tg_interrupt_pending()) {
-            job->interrupted = 1;
-            return;
+    (void)thread_index;
+    files_job *job = ctx;
+    worker_scratch scratch = {{NULL, 0}, NULL, 0};
+    for (int64_t w = begin; w < end; w++) {
+        for (;;) {
+            int64_t first = __atomic_fetch_add(&job->next, FILES_PER_BATCH, __ATOMIC_RELAXED);
+            if (first >= job->n) break;
+            if (tg_interrupt_pending()) {
+                __atomic_store_n(&job->interrupted, 1, __ATOMIC_RELAXED);
+                break;
+            }
+            int64_t last = first + FILES_PER_BATCH < job->n ? first + FILES_PER_BATCH : job->n;
+            for (int64_t i = first; i < last; i++) {
+                if (job->images) check_one_image(job->paths[i], job->options, job->basis, &scratch, &job->images[i]);
+                else check_one_mask(job->paths[i], job->options, &scratch, &job->masks[i]);
+            }
         }
-        check_one_image(job->paths[i], job->options, &job->out[i]);
     }
+    free(scratch.file.data);
+    free(scratch.gray);
+}
+
+static int64_t worker_count(int64_t n)
+{
+    int64_t batches = (n + FILES_PER_BATCH - 1) / FILES_PER_BATCH, threads = tg_threads_count();
+    return batches < threads ? batches : threads;
 }
 
 static tg_status check_arguments(const char *what, const void *paths, int64_t n, const tg_validate_options *options,
@@ -273,27 +399,26 @@ tg_status tg_validate_images(const char *const *paths, int64_t n, const tg_valid
                              tg_image_check *out)
 {
     TG_TRY(check_arguments("validate images", paths, n, options, out));
-    images_job job = {paths, options, out, 0};
-    tg_parallel_for(n, 1, images_range, &job);
+    double basis[THUMB * HASH_SIDE]; /* [THUMB, HASH_SIDE] */
+    dct_basis(basis);
+    files_job job = {paths, n, options, basis, out, NULL, 0, 0};
+    tg_parallel_for(worker_count(n), 1, files_worker, &job);
     if (job.interrupted) return tg_error(TG_STATUS_INTERRUPTED, "validate images: interrupted");
     return TG_STATUS_OK;
 }
 
 /* ---- masks ---- */
 
-typedef struct masks_job {
-    const char *const *paths;
-    const tg_validate_options *options;
-    tg_mask_check *out;
-    int interrupted;
-} masks_job;
-
-static void check_one_mask(const char *path, const tg_validate_options *options, tg_mask_check *out)
+static void check_one_mask(const char *path, const tg_validate_options *options, worker_scratch *scratch,
+                           tg_mask_check *out)
 {
     memset(out, 0, sizeof *out);
+    size_t size;
+    int64_t size_bytes;
+    tg_status status = read_file(path, &scratch->file, &size, &size_bytes);
     tg_decode_options decode = {.max_pixels = options->max_pixels};
     tg_tensor mask;
-    tg_status status = tg_image_read(path, &decode, &mask);
+    if (status == TG_STATUS_OK) status = tg_image_decode_memory(scratch->file.data, size, path, &decode, &mask);
     if (status != TG_STATUS_OK) {
         record_failure(out->message, &out->status, status);
         return;
@@ -316,24 +441,12 @@ static void check_one_mask(const char *path, const tg_validate_options *options,
     tg_tensor_free(&mask);
 }
 
-static void masks_range(void *ctx, int64_t begin, int64_t end, int thread_index)
-{
-    masks_job *job = ctx;
-    for (int64_t i = begin; i < end; i++) {
-        if (tg_interrupt_pending()) {
-            job->interrupted = 1;
-            return;
-        }
-        check_one_mask(job->paths[i], job->options, &job->out[i]);
-    }
-}
-
 tg_status tg_validate_masks(const char *const *paths, int64_t n, const tg_validate_options *options,
                             tg_mask_check *out)
 {
     TG_TRY(check_arguments("validate masks", paths, n, options, out));
-    masks_job job = {paths, options, out, 0};
-    tg_parallel_for(n, 1, masks_range, &job);
+    files_job job = {paths, n, options, NULL, NULL, out, 0, 0};
+    tg_parallel_for(worker_count(n), 1, files_worker, &job);
     if (job.interrupted) return tg_error(TG_STATUS_INTERRUPTED, "validate masks: interrupted");
     return TG_STATUS_OK;
 }
