@@ -338,3 +338,45 @@ def test_near_duplicate_pairs_in_c():
     pairs = np.asarray(trugrade._C.near_duplicate_pairs(hashes, 2)).reshape(-1, 3)
     assert pairs.tolist() == [[0, 1, 1], [0, 2, 2], [1, 2, 1]]
     assert np.asarray(trugrade._C.near_duplicate_pairs(hashes, 64)).reshape(-1, 3).shape[0] == 10
+
+
+def test_near_duplicate_pairs_match_brute_force_for_any_thread_count():
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(-2**63, 2**63 - 1, size=301, dtype=np.int64)
+    hashes[150:170] = hashes[:20] ^ 0b101  # 2 bits apart
+    hashes[299] = hashes[5]                # identical
+    u = hashes.view(np.uint64)
+    distance = np.array([[bin(int(a ^ b)).count("1") for b in u] for a in u])
+    i, j = np.nonzero(np.triu(distance <= 3, 1))
+    expected = np.column_stack([i, j, distance[i, j]]).tolist()
+    previous = trugrade.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            trugrade.set_num_threads(threads)
+            pairs = np.asarray(trugrade._C.near_duplicate_pairs(hashes, 3)).reshape(-1, 3)
+            assert pairs.tolist() == expected
+    finally:
+        trugrade.set_num_threads(previous)
+
+
+def test_measurements_are_bit_identical_for_any_thread_count(tmp_path):
+    """Each file is measured on its own, whichever thread takes its batch: the columns are the same bits."""
+    paths = []
+    for k in range(70):  # several batches of files per thread, mixed sizes, grey and colour, one damaged
+        pixels = picture(k, (24 + 7 * (k % 5), 40 + 3 * (k % 7)))
+        path = tmp_path / f"{k}.png"
+        save(str(path), pixels if k % 3 else pixels[..., 0])
+        paths.append(str(path))
+    open(paths[33], "wb").write(open(paths[33], "rb").read()[:100])
+    previous = trugrade.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            trugrade.set_num_threads(threads)
+            c = trugrade._C.validate_images(paths, "decode", 0)
+            results.append((c["status"], c["message"], np.asarray(c["ints"]).tobytes(),
+                            np.asarray(c["floats"]).tobytes(), np.asarray(c["phash"]).tobytes()))
+    finally:
+        trugrade.set_num_threads(previous)
+    assert results[0] == results[1] == results[2]
+    assert results[0][0][33] != "ok" and results[0][0].count("ok") == 69
