@@ -216,8 +216,11 @@ def test_preflight_refuses_fatal_findings_unless_allowed(planted, capsys):
     findings = validator.preflight(root, allow=True)
     kinds = {f.kind for f in findings}
     assert {"empty_file", "leak_exact", "wrong_extension"} <= kinds
-    # pixel data is not read by the fast preflight: damaged data behind a valid header and quality pass
-    assert not kinds & {"blurry", "corrupt", "truncated"}
+    # the fast preflight reads headers and end markers, not pixels: cut files are found, damaged data
+    # behind a valid header and end (the garbled IDAT) and the quality problems pass
+    assert "truncated" in kinds and not kinds & {"blurry", "corrupt"}
+    (cut,) = [f for f in findings if f.kind == "truncated"]
+    assert set(cut.files) == plants["truncated"]
     assert "trugrade preflight" in capsys.readouterr().err
 
 

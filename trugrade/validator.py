@@ -40,8 +40,8 @@ from .datasets import SPLITS, Dataset, load_manifest, scan
 from .errors import DatasetError, TrugradeValueError
 from .tensor import get_num_threads, set_num_threads
 
-__all__ = ["DEFAULT_THRESHOLDS", "Finding", "Report", "SEVERITIES", "confident_learning", "preflight",
-           "validate_dataset"]
+__all__ = ["DEFAULT_THRESHOLDS", "Finding", "Report", "SEVERITIES", "confident_learning", "model_probabilities",
+           "preflight", "run_label_issues", "validate_dataset"]
 
 SEVERITIES = ("fatal", "warning", "info")
 CHECKS = ("format", "labels", "balance", "quality", "duplicates", "label_errors")
@@ -380,7 +380,7 @@ def _num_classes(ds, info, num_classes):
     return None
 
 
-def _check_labels(ds, m, t, n_classes, out):
+def _check_labels(ds, m, t, n_classes, out, info=None):
     samples = ds.samples
     if ds.task == "classification":
         bad = [s["path"] for s in samples if not 0 <= s["label"] < len(ds.classes)]
@@ -388,6 +388,17 @@ def _check_labels(ds, m, t, n_classes, out):
             out.append(Finding("labels", "label_outside_classes", "fatal",
                                f"{len(bad)} sample(s) have a label outside the {len(ds.classes)} classes",
                                "Correct the labels in the manifest or move the images into a class folder.", bad))
+        task_classes = (info or {}).get("task_classes")
+        outside = [c for c in ds.classes if task_classes and c not in task_classes]
+        if outside:
+            names = set(outside)
+            files = [s["path"] for s in samples if 0 <= s["label"] < len(ds.classes) and ds.classes[s["label"]] in names]
+            out.append(Finding("labels", "label_outside_classes", "fatal",
+                               f"{len(files)} sample(s) are labelled {', '.join(outside[:10])}: outside the class list "
+                               f"of the task {info.get('category')}/{info.get('task')} ({', '.join(task_classes)})",
+                               "Relabel these samples (rename their class folder or CSV label) to one of the task's "
+                               "classes, or create the dataset with the experimental task for free-form classes.",
+                               files, {"classes": outside, "task_classes": list(task_classes)}))
     if ds.task == "detection":
         _check_boxes(ds, t, out)
     if ds.task == "segmentation" and m is not None and m.masks is not None:
@@ -777,16 +788,123 @@ def _check_label_errors(ds, predictions, out, stats):
                                                 "margin": round(margin, 4)} for i, c, margin in issues]}))
 
 
+def load_model_reference(model, runs_directory="runs"):
+    """A trained classifier from a run folder, a run name (under `runs_directory`), a checkpoint
+    (.safetensors) or an already loaded model (trugrade.load_model)."""
+    from .predict import LoadedModel, load_model
+    if isinstance(model, LoadedModel):
+        return model
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        from .runs import resolve_run
+        path = resolve_run(path, runs_directory)
+    loaded = load_model(path)
+    if loaded.task != "classification":
+        raise TrugradeValueError(f"validate: {path} is a {loaded.task} model; label errors are looked for with a "
+                                 "classifier")
+    return loaded
+
+
+def _sample_probabilities(ds, indices, forward, pipeline, channels, batch_size=64, workers=2):
+    """Class probabilities [len(indices), classes] of the samples ds.samples[indices] (float64;
+    NaN rows for the files that do not decode), the images prepared by `pipeline` (a list of
+    trugrade.augment transforms ending at the model's input) and scored by forward(x) -> logits."""
+    from .data import Loader
+    indices = [int(i) for i in indices]
+    if not indices:
+        return np.zeros((0, len(ds.classes)))
+    sub = dict(ds.data)
+    sub["samples"] = [dict(ds.samples[i], split="train") for i in indices]
+    sub["notes"] = []
+    loader = Loader(sub, split=None, batch_size=batch_size, pipeline=pipeline, workers=workers, sampler="sequential",
+                    on_bad_file="skip", channels=channels)
+    rows = []
+    for images, _ in loader.epoch(0):
+        logits = np.asarray(forward(np.ascontiguousarray(images, dtype=np.float32)), dtype=np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        rows.append(e / e.sum(axis=1, keepdims=True))
+    probs = np.concatenate(rows)
+    # NOTE: the loader puts the next good sample where a file fails; that row is not this sample's
+    position = {s["path"]: k for k, s in enumerate(sub["samples"])}
+    for skipped in loader.skipped:
+        if skipped["path"] in position:
+            probs[position[skipped["path"]]] = np.nan
+    return probs
+
+
+def model_probabilities(ds, model, batch_size=64, runs_directory="runs"):
+    """The trained classifier's class probabilities for every sample of the Dataset `ds`, in
+    manifest order ([samples, classes]; NaN rows for files that do not decode or labels outside
+    the classes). The model's classes must be the dataset's. Images are prepared as
+    LoadedModel.predict does: resized to the model's input, normalised with its statistics."""
+    loaded = load_model_reference(model, runs_directory)
+    if list(loaded.classes) != list(ds.classes):
+        raise TrugradeValueError(f"validate: the model's classes {list(loaded.classes)[:8]} are not the dataset's "
+                                 f"{list(ds.classes)[:8]}; give the run or checkpoint trained on this dataset")
+    k = len(ds.classes)
+    usable = [i for i, s in enumerate(ds.samples) if 0 <= s.get("label", -1) < k]
+    pipeline = [{"name": "resize", "size": loaded.input_size},
+                {"name": "normalize", "mean": [float(v) for v in loaded.mean], "std": [float(v) for v in loaded.std]}]
+    probs = np.full((len(ds.samples), k), np.nan)
+    probs[usable] = _sample_probabilities(ds, usable, lambda x: loaded.model.forward(x), pipeline,
+                                          loaded.in_channels, batch_size)
+    return probs
+
+
+LABEL_ISSUES_NAME = "label_issues.json"
+
+
+def run_label_issues(folder, ds, splits, forward, pipeline, channels, batch_size=64):
+    """Confident learning after training: the model's probabilities on the samples of `splits`
+    (e.g. ("train", "val")) of the Dataset `ds`, the likely label errors among them written to
+    folder/label_issues.json (and a section appended to folder/report.html when it exists).
+    NOTE: training-split probabilities are in-sample (the model has seen those labels); a
+    mislabelled sample is found there only while the model has not memorised it, so the
+    validation split's findings are the more reliable. Returns the written dict."""
+    indices = [i for i, s in enumerate(ds.samples) if s["split"] in splits and 0 <= s["label"] < len(ds.classes)]
+    probs = np.full((len(ds.samples), len(ds.classes)), np.nan)
+    probs[indices] = _sample_probabilities(ds, indices, forward, pipeline, channels, batch_size)
+    findings, stats = [], {}
+    _check_label_errors(ds, probs, findings, stats)
+    suggestions = findings[0].details["suggestions"] if findings else []
+    split_of = {s["path"]: s["split"] for s in ds.samples}
+    for row in suggestions:
+        row["split"] = split_of[row["path"]]
+    result = {"method": "confident learning (Northcutt et al. 2021): per-class thresholds = mean self-confidence",
+              "splits": list(splits), "samples_scored": int(np.all(np.isfinite(probs), axis=1).sum()),
+              "classes": list(ds.classes), "confident_joint": stats.get("confident_joint"),
+              "issues": suggestions}
+    with open(os.path.join(folder, LABEL_ISSUES_NAME), "w", encoding="utf-8") as out:
+        json.dump(result, out, indent=1, ensure_ascii=False)
+        out.write("\n")
+    report = os.path.join(folder, "report.html")
+    if os.path.isfile(report):
+        from .validator_html import label_issues_section
+        with open(report, encoding="utf-8") as f:
+            page = f.read()
+        section = label_issues_section(ds.root, result)
+        page = page.replace("</body>", section + "</body>") if "</body>" in page else page + section
+        with open(report, "w", encoding="utf-8") as f:
+            f.write(page)
+    return result
+
+
 # --------------------------------------------------------------------------- entry points
 
 
-def validate_dataset(path, predictions=None, *, checks=None, mode="decode", threads=None, num_classes=None,
-                     thresholds=None, max_pixels=None, json_path=None, html_path=None):
+def validate_dataset(path, predictions=None, *, model=None, checks=None, mode="decode", threads=None,
+                     num_classes=None, thresholds=None, max_pixels=None, json_path=None, html_path=None,
+                     runs_directory="runs", info=None):
     """Validates a dataset: a folder (scanned), a manifest file, a dataset folder made by
     trugrade.creator (manifest.json inside), a Dataset or a manifest dict.
 
     predictions: out-of-sample class probabilities [samples, classes] in manifest order, a .npy
         file of them, or {path: row}; enables the label-error check (classification).
+    model: instead of predictions, a trained classifier: a run folder or name (under
+        runs_directory), a checkpoint (.safetensors) or a trugrade.load_model result; its
+        probabilities on every sample feed the label-error check (training samples are
+        in-sample: the model has seen their labels, so it catches fewer errors there).
     checks: the checks to run (default all of CHECKS that apply).
     mode: "decode" reads every pixel (all checks); "header" reads headers only (fast; no quality
         or near-duplicate checks, damaged pixel data goes unnoticed).
@@ -795,6 +913,8 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
         dataset.json or the manifest's classes.
     thresholds: overrides of DEFAULT_THRESHOLDS.
     json_path / html_path: also write the report there.
+    info: the dataset.json of a created dataset (task, its class list) when `path` is a Dataset
+        (a folder or manifest file finds its own).
     """
     started = time.perf_counter()
     if mode not in ("decode", "header"):
@@ -808,7 +928,8 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
     unknown = wanted - set(CHECKS)
     if unknown:
         raise TrugradeValueError(f"validate: unknown check(s) {sorted(unknown)}; known: {', '.join(CHECKS)}")
-    ds, info, fatal = resolve(path)
+    ds, found_info, fatal = resolve(path)
+    info = found_info if info is None else info
     if ds is None:
         return Report(os.fspath(path) if not isinstance(path, (dict, Dataset)) else "?", None, [], [fatal],
                       {"n_samples": 0})
@@ -834,13 +955,18 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
             _check_format(ds, m, t, findings)
         if "labels" in wanted:
             _check_notes(ds, findings)
-            _check_labels(ds, m, t, n_classes, findings)
+            _check_labels(ds, m, t, n_classes, findings, info)
         if "balance" in wanted:
             _check_balance(ds, m, t, n_classes, findings, stats)
         if "quality" in wanted and m is not None:
             _check_quality(ds, m, t, findings)
         if "duplicates" in wanted:
             _check_duplicates(ds, m, t, findings, stats)
+        if "label_errors" in wanted and model is not None and predictions is None and ds.samples:
+            if ds.task == "classification":
+                predictions = model_probabilities(ds, model, runs_directory=runs_directory)
+            else:
+                predictions = np.zeros((0, 0))
         if "label_errors" in wanted and predictions is not None:
             _check_label_errors(ds, predictions, findings, stats)
     finally:
@@ -857,14 +983,21 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
     return report
 
 
-def preflight(path_or_manifest, allow=False, stream="stderr", num_classes=None):
+def dataset_info(path):
+    """The dataset.json of a created dataset named by a folder or its manifest file ({} if none)."""
+    path = os.fspath(path)
+    return _read_info(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+
+
+def preflight(path_or_manifest, allow=False, stream="stderr", num_classes=None, info=None):
     """The fast checks training runs before it starts: headers (not pixels), labels, class
     balance and exact duplicates. Prints the findings to `stream` (a file; default sys.stderr,
     None: silent) and returns
     them; raises DatasetError listing the fatal ones unless allow=True."""
     if stream == "stderr":
         stream = sys.stderr
-    report = validate_dataset(path_or_manifest, checks=FAST_CHECKS, mode="header", num_classes=num_classes)
+    report = validate_dataset(path_or_manifest, checks=FAST_CHECKS, mode="header", num_classes=num_classes,
+                              info=info)
     if stream is not None and report.findings:
         print(f"trugrade preflight: {report.summary()}", file=stream)
     fatal = report.fatal

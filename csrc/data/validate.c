@@ -297,6 +297,35 @@ static tg_status read_file(const char *path, file_buffer *buffer, size_t *size, 
 
 /* ---- images ---- */
 
+/* Whether `data` holds `needle` within its last `window` bytes. */
+static int ends_with_within(const uint8_t *data, size_t size, const uint8_t *needle, size_t length, size_t window)
+{
+    size_t start = size > window ? size - window : 0;
+    for (size_t i = size >= length ? size - length + 1 : 0; i-- > start;)
+        if (memcmp(data + i, needle, length) == 0) return 1;
+    return 0;
+}
+
+/* Header mode: a PNG or JPEG whose end marker is missing was cut short (an interrupted copy
+ * or download), which the header alone does not show.
+ * NOTE: the marker is looked for in the last TAIL_WINDOW bytes, not at the very end, so
+ * bytes some writers append after the image (camera trailers) are no false alarm. A PNG's
+ * IEND chunk and a JPEG's EOI marker cannot occur inside a cut file's remaining data: PNG
+ * chunks carry their lengths and JPEG entropy-coded data escapes 0xFF bytes. */
+#define TAIL_WINDOW 1024
+
+static tg_status check_ending(const char *path, tg_image_format format, const uint8_t *data, size_t size)
+{
+    static const uint8_t iend[8] = {'I', 'E', 'N', 'D', 0xAE, 0x42, 0x60, 0x82}, eoi[2] = {0xFF, 0xD9};
+    if (format == TG_IMAGE_FORMAT_PNG && !ends_with_within(data, size, iend, sizeof iend, TAIL_WINDOW))
+        return tg_error(TG_STATUS_DECODE, "%s: truncated: the file ends early (no PNG IEND chunk at its end, "
+                        "%zu bytes)", path, size);
+    if (format == TG_IMAGE_FORMAT_JPEG && !ends_with_within(data, size, eoi, sizeof eoi, TAIL_WINDOW))
+        return tg_error(TG_STATUS_DECODE, "%s: truncated: the file ends early (no JPEG end-of-image marker at "
+                        "its end, %zu bytes)", path, size);
+    return TG_STATUS_OK;
+}
+
 /* What one worker reuses from file to file. */
 typedef struct worker_scratch {
     file_buffer file;
@@ -328,7 +357,11 @@ static void check_one_image(const char *path, const tg_validate_options *options
     out->height = info.height;
     out->channels = info.channels;
     out->dtype = info.dtype;
-    if (options->mode == TG_VALIDATE_MODE_HEADER) return;
+    if (options->mode == TG_VALIDATE_MODE_HEADER) {
+        status = check_ending(path, info.format, scratch->file.data, size);
+        if (status != TG_STATUS_OK) record_failure(out->message, &out->status, status);
+        return;
+    }
     if (info.count != 1) {
         record_failure(out->message, &out->status,
                        tg_error(TG_STATUS_UNSUPPORTED, "%s: holds %lld images (an IDX file); a dataset sample "
