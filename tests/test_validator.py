@@ -383,3 +383,33 @@ def test_measurements_are_bit_identical_for_any_thread_count(tmp_path):
         trugrade.set_num_threads(previous)
     assert results[0] == results[1] == results[2]
     assert results[0][0][33] != "ok" and results[0][0].count("ok") == 69
+
+
+def test_unreadable_unsupported_mixed_channels_and_empty_class(tmp_path):
+    root = tmp_path / "ds"
+    write_classification(root, per_split=(6, 2, 2))
+    Image.new("CMYK", (64, 64), (10, 200, 30, 0)).save(f"{root}/train/cat/cmyk.jpg", quality=90)
+    save(f"{root}/train/dog/grey.png", picture(5000)[..., 0])
+    os.makedirs(f"{root}/train/fox")
+    ds = trugrade.datasets.scan(root)
+    os.remove(f"{root}/train/dog/1.png")  # gone after the scan listed it
+    report = trugrade.validate_dataset(ds)
+    assert files_of(report, "unreadable") == {"train/dog/1.png"}
+    assert report.of_kind("unreadable")[0].severity == "fatal"
+    assert files_of(report, "unsupported_mode") == {"train/cat/cmyk.jpg"}
+    assert files_of(report, "mixed_channels") == {"train/dog/grey.png"}
+    assert files_of(report, "empty_class") == {"train/fox"}
+
+
+def test_html_report_has_counts_charts_thumbnails_and_file_lists(planted, tmp_path):
+    _, _, report = planted
+    text = report.to_html(tmp_path / "r.html")
+    counts = report.counts()
+    for severity, n in counts.items():
+        assert f"{severity}: {n}<" in text
+    assert text.count("<svg") == sum(1 for v in report.stats["class_counts"].values() if sum(v))
+    assert "bird" in text.split("<h2>Findings")[0]  # class names on the bar charts
+    for part, finding in zip(text.split("<div class='finding'>")[1:], report.findings):
+        if finding.files:
+            assert "class='thumbs'" in part and f"{len(finding.files)} file(s)" in part
+            assert "data:image/png;base64," in part or "cannot be decoded" in part

@@ -928,15 +928,15 @@ def validate_dataset(path, predictions=None, *, model=None, checks=None, mode="d
     unknown = wanted - set(CHECKS)
     if unknown:
         raise TrugradeValueError(f"validate: unknown check(s) {sorted(unknown)}; known: {', '.join(CHECKS)}")
-    ds, found_info, fatal = resolve(path)
-    info = found_info if info is None else info
-    if ds is None:
-        return Report(os.fspath(path) if not isinstance(path, (dict, Dataset)) else "?", None, [], [fatal],
-                      {"n_samples": 0})
     previous = get_num_threads()
-    if threads is not None:
+    if threads is not None:  # NOTE: before the scan, which reads (hashes, probes) every file in parallel too
         set_num_threads(threads)
     try:
+        ds, found_info, fatal = resolve(path)
+        info = found_info if info is None else info
+        if ds is None:
+            return Report(os.fspath(path) if not isinstance(path, (dict, Dataset)) else "?", None, [], [fatal],
+                          {"n_samples": 0})
         findings, stats = [], {"n_samples": len(ds.samples), "task": ds.task, "layout": ds.layout,
                                "splits": {sp: sum(s["split"] == sp for s in ds.samples) for sp in SPLITS}}
         if not ds.samples:

@@ -1,9 +1,10 @@
 /* validate.c: reading and measuring every file of a dataset for the validator.
  *
- * Each file is one item of tg_parallel_for (items are independent, so results do
- * not depend on the thread count). A file is stat'ed, then probed (header mode)
- * or decoded; from the decoded pixels one gray image (0..255, float) gives every
- * measurement. Thresholds and verdicts are not here (trugrade/validator.py).
+ * One worker per thread takes batches of files from a shared counter; each file's
+ * result goes to its own slot (files are independent, so results do not depend on
+ * the thread count or the order). A file is read once into the worker's buffer,
+ * then probed and its end marker checked (header mode) or decoded; from the
+ * decoded pixels one gray image (0..255, float) gives every measurement. Thresholds and verdicts are not here (trugrade/validator.py).
  * Not here either: hashing of file bytes (the scan's XXH64 is in the manifest). */
 #include "validate.h"
 
