@@ -413,3 +413,27 @@ def test_html_report_has_counts_charts_thumbnails_and_file_lists(planted, tmp_pa
         if finding.files:
             assert "class='thumbs'" in part and f"{len(finding.files)} file(s)" in part
             assert "data:image/png;base64," in part or "cannot be decoded" in part
+
+
+def test_fast_mode_finds_cut_files_small_and_large(tmp_path):
+    """Header mode reads a small file whole and a large one (over 1 MiB) by its header and its
+    last bytes; both ways a PNG or JPEG without its end marker is truncated, an intact one is not."""
+    noise = np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8)  # over 1 MiB as PNG, JPEG
+    paths = {}
+    for name, pixels, kw in (("big.png", noise, {}), ("big.jpg", noise, {"quality": 100}),
+                             ("small.png", picture(1), {}), ("small.jpg", picture(2), {"quality": 90})):
+        save(str(tmp_path / name), pixels, **kw)
+        cut = tmp_path / ("cut_" + name)
+        data = open(tmp_path / name, "rb").read()
+        open(cut, "wb").write(data[: len(data) * 3 // 4])
+        paths[name], paths["cut_" + name] = str(tmp_path / name), str(cut)
+    assert os.path.getsize(paths["big.png"]) > 1 << 20 and os.path.getsize(paths["big.jpg"]) > 1 << 20
+    names = sorted(paths)
+    c = trugrade._C.validate_images([paths[n] for n in names], "header", 0)
+    for name, status, message in zip(names, c["status"], c["message"]):
+        if name.startswith("cut_"):
+            assert status == "decode" and "truncated" in message and "ends early" in message, (name, message)
+        else:
+            assert status == "ok", (name, message)
+    widths = dict(zip(names, np.asarray(c["ints"]).reshape(-1, 5)[:, 2]))
+    assert widths["big.png"] == widths["cut_big.png"] == 900  # the header is still read

@@ -392,7 +392,8 @@ def _check_labels(ds, m, t, n_classes, out, info=None):
         outside = [c for c in ds.classes if task_classes and c not in task_classes]
         if outside:
             names = set(outside)
-            files = [s["path"] for s in samples if 0 <= s["label"] < len(ds.classes) and ds.classes[s["label"]] in names]
+            files = [s["path"] for s in samples
+                     if 0 <= s["label"] < len(ds.classes) and ds.classes[s["label"]] in names]
             out.append(Finding("labels", "label_outside_classes", "fatal",
                                f"{len(files)} sample(s) are labelled {', '.join(outside[:10])}: outside the class list "
                                f"of the task {info.get('category')}/{info.get('task')} ({', '.join(task_classes)})",

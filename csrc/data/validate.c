@@ -4,7 +4,8 @@
  * result goes to its own slot (files are independent, so results do not depend on
  * the thread count or the order). A file is read once into the worker's buffer,
  * then probed and its end marker checked (header mode) or decoded; from the
- * decoded pixels one gray image (0..255, float) gives every measurement. Thresholds and verdicts are not here (trugrade/validator.py).
+ * decoded pixels one gray image (0..255, float) gives every measurement.
+ * Thresholds and verdicts are not here (trugrade/validator.py).
  * Not here either: hashing of file bytes (the scan's XXH64 is in the manifest). */
 #include "validate.h"
 
@@ -314,6 +315,7 @@ static int ends_with_within(const uint8_t *data, size_t size, const uint8_t *nee
  * IEND chunk and a JPEG's EOI marker cannot occur inside a cut file's remaining data: PNG
  * chunks carry their lengths and JPEG entropy-coded data escapes 0xFF bytes. */
 #define TAIL_WINDOW 1024
+#define HEADER_READ_BYTES (1 << 20) /* header mode reads files up to this size whole */
 
 static tg_status check_ending(const char *path, tg_image_format format, const uint8_t *data, size_t size)
 {
@@ -334,17 +336,58 @@ typedef struct worker_scratch {
     int64_t gray_capacity;
 } worker_scratch;
 
+/* Header mode for a large file: its header through tg_image_probe (which maps the file
+ * and touches only the header's pages) and its last TAIL_WINDOW bytes for the end
+ * marker, instead of reading it all. */
+static tg_status probe_large(const char *path, int64_t size_bytes, file_buffer *buffer, tg_image_info *info)
+{
+    TG_TRY(tg_image_probe(path, info));
+    size_t tail = size_bytes < TAIL_WINDOW ? (size_t)size_bytes : TAIL_WINDOW;
+    if (tail + 1 > buffer->capacity) {
+        uint8_t *grown = realloc(buffer->data, tail + 1);
+        if (!grown) return tg_error(TG_STATUS_NOMEM, "%s: no memory to read the file's end", path);
+        buffer->data = grown;
+        buffer->capacity = tail + 1;
+    }
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return tg_error(TG_STATUS_IO, "%s: cannot open the image: %s", path, strerror(errno));
+    ssize_t got = pread(fd, buffer->data, tail, (off_t)(size_bytes - (int64_t)tail));
+    int err = errno;
+    close(fd);
+    if (got < 0) return tg_error(TG_STATUS_IO, "%s: cannot read the image's end: %s", path, strerror(err));
+    return check_ending(path, info->format, buffer->data, (size_t)got);
+}
+
 static void check_one_image(const char *path, const tg_validate_options *options, const double *basis,
                             worker_scratch *scratch, tg_image_check *out)
 {
     memset(out, 0, sizeof *out);
+    tg_image_info info;
+    struct stat st;
+    tg_status status;
+    if (options->mode == TG_VALIDATE_MODE_HEADER && stat(path, &st) == 0 && S_ISREG(st.st_mode) &&
+        st.st_size > HEADER_READ_BYTES) {
+        out->size_bytes = (int64_t)st.st_size;
+        status = probe_large(path, out->size_bytes, &scratch->file, &info);
+        if (status != TG_STATUS_OK && info.format == TG_IMAGE_FORMAT_UNKNOWN) {
+            record_failure(out->message, &out->status, status);
+            return;
+        }
+        out->format = info.format;
+        out->extension_mismatch = info.extension_mismatch;
+        out->width = info.width;
+        out->height = info.height;
+        out->channels = info.channels;
+        out->dtype = info.dtype;
+        if (status != TG_STATUS_OK) record_failure(out->message, &out->status, status);
+        return;
+    }
     size_t size;
-    tg_status status = read_file(path, &scratch->file, &size, &out->size_bytes);
+    status = read_file(path, &scratch->file, &size, &out->size_bytes);
     if (status != TG_STATUS_OK) {
         record_failure(out->message, &out->status, status);
         return;
     }
-    tg_image_info info;
     status = tg_image_probe_memory(scratch->file.data, size, path, &info);
     if (status != TG_STATUS_OK) {
         if (out->size_bytes == 0)
