@@ -383,7 +383,8 @@ def _num_classes(ds, info, num_classes):
 def _check_labels(ds, m, t, n_classes, out, info=None):
     samples = ds.samples
     if ds.task == "classification":
-        bad = [s["path"] for s in samples if not 0 <= s["label"] < len(ds.classes)]
+        k = len(ds.classes)
+        bad = [s["path"] for s in samples if not 0 <= s["label"] < k]
         if bad:
             out.append(Finding("labels", "label_outside_classes", "fatal",
                                f"{len(bad)} sample(s) have a label outside the {len(ds.classes)} classes",
@@ -504,10 +505,13 @@ def _class_counts(ds, m, n_classes):
     """{split: [count per class]} and the unit counted (images, boxes or pixels); None if not countable."""
     if ds.task == "classification":
         names, unit = ds.classes, "images"
-        counts = {sp: np.zeros(len(names), dtype=np.int64) for sp in SPLITS}
-        for s in ds.samples:
-            if 0 <= s["label"] < len(names):
-                counts[s["split"]][s["label"]] += 1
+        labels = np.fromiter((s["label"] for s in ds.samples), np.int64, len(ds.samples))
+        split_of = {sp: k for k, sp in enumerate(SPLITS)}
+        splits = np.fromiter((split_of[s["split"]] for s in ds.samples), np.int64, len(ds.samples))
+        inside = (labels >= 0) & (labels < len(names))
+        table = np.zeros((len(SPLITS), len(names)), dtype=np.int64)
+        np.add.at(table, (splits[inside], labels[inside]), 1)
+        counts = {sp: table[k] for sp, k in split_of.items()}
     elif ds.task == "detection":
         names, unit = ds.classes, "boxes"
         counts = {sp: np.zeros(len(names), dtype=np.int64) for sp in SPLITS}
@@ -646,16 +650,20 @@ def _groups(n, pairs):
     the distance of it that is not grouped yet.
     NOTE: not connected components: chains of small steps (a, b close, b, c close, ...) would join
     thousands of merely similar images (small grey images especially) into one group."""
-    neighbours = {}
-    for a, b in pairs:
-        neighbours.setdefault(a, []).append(b)
-        neighbours.setdefault(b, []).append(a)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    source = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    target = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    order = np.lexsort((target, source))  # by source, then target
+    source, target = source[order], target[order]
+    leaders, starts = np.unique(source, return_index=True)
+    ends = np.append(starts[1:], len(source))
+    target = target.tolist()
     grouped = set()
     groups = []
-    for leader in sorted(neighbours):
+    for leader, start, end in zip(leaders.tolist(), starts.tolist(), ends.tolist()):
         if leader in grouped:
             continue
-        members = [leader] + sorted(j for j in neighbours[leader] if j not in grouped)
+        members = [leader] + [j for j in target[start:end] if j not in grouped]
         if len(members) > 1:
             grouped.update(members)
             groups.append(members)
@@ -679,7 +687,7 @@ def _check_duplicates(ds, m, t, out, stats):
     first, second = ok[pairs[:, 0]], ok[pairs[:, 1]]
     content = np.asarray(content)
     differ = content[first] != content[second] if len(pairs) else np.zeros(0, dtype=bool)
-    edges = list(zip(first[differ].tolist(), second[differ].tolist()))
+    edges = np.column_stack([first[differ], second[differ]])
     near = _groups(len(samples), edges)
     stats["near_duplicate_groups"] = len(near)
     _duplicate_findings(ds, near, "near", out)
