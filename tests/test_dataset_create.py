@@ -180,3 +180,24 @@ def test_cli(tmp_path, capsys):
                      str(tmp_path / "coco")]) == 0
     assert cli.main(["dataset", "create", "--task", "nope", "--from", "x", "--out", "y"]) == 2
     assert "not a task" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("task, stats", [
+    ("image_classification/classification",
+     {"n_images": 800, "splits": {"train": 600}, "median_size": [512, 384], "channels": 3,
+      "classes": ["a", "b", "c"], "imbalance_ratio": 25.0, "channel_mean": [0.5, 0.4, 0.3],
+      "channel_std": [0.2, 0.2, 0.2]}),
+    ("semantic_segmentation/segmentation",
+     {"n_images": 300, "splits": {"train": 200}, "median_size": [256, 256], "channels": 11}),
+])
+def test_every_suggested_choice_carries_a_comment(task, stats):
+    """The suggestion is a normal YAML config with the reason for each choice beside it."""
+    import yaml
+    text = creator.suggest_config(stats, creator.find_task(task), "/data/manifest.json", num_classes=2)
+    trugrade.config.from_mapping(yaml.safe_load(text))
+    valued = [line for line in text.splitlines()
+              if ":" in line and not line.lstrip().startswith("#") and line.split("#")[0].split(":", 1)[1].strip()]
+    choices = [line for line in valued if not line.lstrip().startswith("params:")]
+    assert len(choices) >= 10
+    uncommented = [line for line in choices if "#" not in line or not line.split("#", 1)[1].strip()]
+    assert uncommented == [], uncommented

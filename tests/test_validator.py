@@ -216,8 +216,11 @@ def test_preflight_refuses_fatal_findings_unless_allowed(planted, capsys):
     findings = validator.preflight(root, allow=True)
     kinds = {f.kind for f in findings}
     assert {"empty_file", "leak_exact", "wrong_extension"} <= kinds
-    # pixel data is not read by the fast preflight: damaged data behind a valid header and quality pass
-    assert not kinds & {"blurry", "corrupt", "truncated"}
+    # the fast preflight reads headers and end markers, not pixels: cut files are found, damaged data
+    # behind a valid header and end (the garbled IDAT) and the quality problems pass
+    assert "truncated" in kinds and not kinds & {"blurry", "corrupt"}
+    (cut,) = [f for f in findings if f.kind == "truncated"]
+    assert set(cut.files) == plants["truncated"]
     assert "trugrade preflight" in capsys.readouterr().err
 
 
@@ -338,3 +341,99 @@ def test_near_duplicate_pairs_in_c():
     pairs = np.asarray(trugrade._C.near_duplicate_pairs(hashes, 2)).reshape(-1, 3)
     assert pairs.tolist() == [[0, 1, 1], [0, 2, 2], [1, 2, 1]]
     assert np.asarray(trugrade._C.near_duplicate_pairs(hashes, 64)).reshape(-1, 3).shape[0] == 10
+
+
+def test_near_duplicate_pairs_match_brute_force_for_any_thread_count():
+    rng = np.random.default_rng(3)
+    hashes = rng.integers(-2**63, 2**63 - 1, size=301, dtype=np.int64)
+    hashes[150:170] = hashes[:20] ^ 0b101  # 2 bits apart
+    hashes[299] = hashes[5]                # identical
+    u = hashes.view(np.uint64)
+    distance = np.array([[bin(int(a ^ b)).count("1") for b in u] for a in u])
+    i, j = np.nonzero(np.triu(distance <= 3, 1))
+    expected = np.column_stack([i, j, distance[i, j]]).tolist()
+    previous = trugrade.get_num_threads()
+    try:
+        for threads in (1, 2, 3):
+            trugrade.set_num_threads(threads)
+            pairs = np.asarray(trugrade._C.near_duplicate_pairs(hashes, 3)).reshape(-1, 3)
+            assert pairs.tolist() == expected
+    finally:
+        trugrade.set_num_threads(previous)
+
+
+def test_measurements_are_bit_identical_for_any_thread_count(tmp_path):
+    """Each file is measured on its own, whichever thread takes its batch: the columns are the same bits."""
+    paths = []
+    for k in range(70):  # several batches of files per thread, mixed sizes, grey and colour, one damaged
+        pixels = picture(k, (24 + 7 * (k % 5), 40 + 3 * (k % 7)))
+        path = tmp_path / f"{k}.png"
+        save(str(path), pixels if k % 3 else pixels[..., 0])
+        paths.append(str(path))
+    open(paths[33], "wb").write(open(paths[33], "rb").read()[:100])
+    previous = trugrade.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            trugrade.set_num_threads(threads)
+            c = trugrade._C.validate_images(paths, "decode", 0)
+            results.append((c["status"], c["message"], np.asarray(c["ints"]).tobytes(),
+                            np.asarray(c["floats"]).tobytes(), np.asarray(c["phash"]).tobytes()))
+    finally:
+        trugrade.set_num_threads(previous)
+    assert results[0] == results[1] == results[2]
+    assert results[0][0][33] != "ok" and results[0][0].count("ok") == 69
+
+
+def test_unreadable_unsupported_mixed_channels_and_empty_class(tmp_path):
+    root = tmp_path / "ds"
+    write_classification(root, per_split=(6, 2, 2))
+    Image.new("CMYK", (64, 64), (10, 200, 30, 0)).save(f"{root}/train/cat/cmyk.jpg", quality=90)
+    save(f"{root}/train/dog/grey.png", picture(5000)[..., 0])
+    os.makedirs(f"{root}/train/fox")
+    ds = trugrade.datasets.scan(root)
+    os.remove(f"{root}/train/dog/1.png")  # gone after the scan listed it
+    report = trugrade.validate_dataset(ds)
+    assert files_of(report, "unreadable") == {"train/dog/1.png"}
+    assert report.of_kind("unreadable")[0].severity == "fatal"
+    assert files_of(report, "unsupported_mode") == {"train/cat/cmyk.jpg"}
+    assert files_of(report, "mixed_channels") == {"train/dog/grey.png"}
+    assert files_of(report, "empty_class") == {"train/fox"}
+
+
+def test_html_report_has_counts_charts_thumbnails_and_file_lists(planted, tmp_path):
+    _, _, report = planted
+    text = report.to_html(tmp_path / "r.html")
+    counts = report.counts()
+    for severity, n in counts.items():
+        assert f"{severity}: {n}<" in text
+    assert text.count("<svg") == sum(1 for v in report.stats["class_counts"].values() if sum(v))
+    assert "bird" in text.split("<h2>Findings")[0]  # class names on the bar charts
+    for part, finding in zip(text.split("<div class='finding'>")[1:], report.findings):
+        if finding.files:
+            assert "class='thumbs'" in part and f"{len(finding.files)} file(s)" in part
+            assert "data:image/png;base64," in part or "cannot be decoded" in part
+
+
+def test_fast_mode_finds_cut_files_small_and_large(tmp_path):
+    """Header mode reads a small file whole and a large one (over 1 MiB) by its header and its
+    last bytes; both ways a PNG or JPEG without its end marker is truncated, an intact one is not."""
+    noise = np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8)  # over 1 MiB as PNG, JPEG
+    paths = {}
+    for name, pixels, kw in (("big.png", noise, {}), ("big.jpg", noise, {"quality": 100}),
+                             ("small.png", picture(1), {}), ("small.jpg", picture(2), {"quality": 90})):
+        save(str(tmp_path / name), pixels, **kw)
+        cut = tmp_path / ("cut_" + name)
+        data = open(tmp_path / name, "rb").read()
+        open(cut, "wb").write(data[: len(data) * 3 // 4])
+        paths[name], paths["cut_" + name] = str(tmp_path / name), str(cut)
+    assert os.path.getsize(paths["big.png"]) > 1 << 20 and os.path.getsize(paths["big.jpg"]) > 1 << 20
+    names = sorted(paths)
+    c = trugrade._C.validate_images([paths[n] for n in names], "header", 0)
+    for name, status, message in zip(names, c["status"], c["message"]):
+        if name.startswith("cut_"):
+            assert status == "decode" and "truncated" in message and "ends early" in message, (name, message)
+        else:
+            assert status == "ok", (name, message)
+    widths = dict(zip(names, np.asarray(c["ints"]).reshape(-1, 5)[:, 2]))
+    assert widths["big.png"] == widths["cut_big.png"] == 900  # the header is still read

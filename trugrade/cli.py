@@ -1,10 +1,10 @@
 """The `trugrade` command: subcommands registered in one table.
 
-    trugrade train CONFIG [--set k=v ...] [--resume RUN] [--name NAME]
+    trugrade train CONFIG [--set k=v ...] [--resume RUN] [--name NAME] [--no-check]
     trugrade eval RUN_OR_CHECKPOINT --data PATH
     trugrade predict CHECKPOINT IMAGES... [--out DIR]   (segmentation: masks + probability maps)
     trugrade export RUN_OR_CHECKPOINT --format onnx|safetensors --out PATH [--float16]
-    trugrade validate DATASET [--json out.json] [--html report.html]
+    trugrade validate DATASET [--json out.json] [--html report.html] [--model RUN]
     trugrade dataset create --task TASK --from PATH --out PATH
     trugrade dataset convert SOURCE --to yolo|coco --out PATH
     trugrade dataset stats DATASET [--json]
@@ -60,6 +60,9 @@ def _configure_validate(parser):
     parser.add_argument("--html", metavar="PATH", help="write a self-contained HTML report")
     parser.add_argument("--predictions", metavar="NPY",
                         help="class probabilities [samples, classes] of a trained model: look for label errors")
+    parser.add_argument("--model", metavar="RUN",
+                        help="a run (folder or name) or checkpoint trained on this dataset: look for label errors "
+                             "with its predictions (confident learning)")
     parser.add_argument("--fast", action="store_true", help="headers only: no pixel or near-duplicate checks")
     parser.add_argument("--threads", type=int, help="threads reading files (default: one per core)")
     parser.add_argument("--num-classes", type=int, help="classes of a segmentation set (mask values)")
@@ -67,7 +70,8 @@ def _configure_validate(parser):
 
 def _run_validate(args):
     from .validator import validate_dataset
-    report = validate_dataset(args.dataset, predictions=args.predictions, mode="header" if args.fast else "decode",
+    report = validate_dataset(args.dataset, predictions=args.predictions, model=args.model,
+                              mode="header" if args.fast else "decode",
                               threads=args.threads, num_classes=args.num_classes, json_path=args.json,
                               html_path=args.html)
     print(report.summary())
@@ -322,6 +326,8 @@ def _configure_train(parser):
     parser.add_argument("--allow-config-change", action="store_true", help="resume even if the config differs")
     parser.add_argument("--name", help="run name (default: the config's)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--no-check", action="store_true",
+                        help="train even when the dataset preflight finds fatal problems (they are still printed)")
 
 
 def _run_train(args):
@@ -329,7 +335,8 @@ def _run_train(args):
     if not args.config and not args.resume:
         raise TrugradeError("train needs a CONFIG, or --resume RUN")
     run = train(args.config, overrides=args.set, preset=args.preset, name=args.name, resume=args.resume,
-                progress=not args.no_progress, allow_config_change=args.allow_config_change)
+                progress=not args.no_progress, allow_config_change=args.allow_config_change,
+                check_dataset=not args.no_check)
     print(f"run {run.dir}: {run.status}")
     if run.metrics:
         print("  last epoch: " + ", ".join(f"{k} {v:.4f}" for k, v in run.metrics[-1].items() if isinstance(v, float)))

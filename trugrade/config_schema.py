@@ -500,6 +500,12 @@ SCHEMA = Section({
         "cache_mb": Field(Int(0, 1 << 20), 512, "memory for decoded images kept between epochs (0: none)"),
         "on_bad_file": Field(Str(choices=("skip", "stop")), "stop",
                              "an undecodable image: skip it (and report it) or stop with an error"),
+        "preflight": Field(Bool(), True,
+                           "check a folder dataset before training (headers, labels, balance, duplicates); fatal "
+                           "findings stop the run (false: print them and train anyway)"),
+        "label_issues": Field(Bool(), True,
+                              "after training, score the train and val images and list likely label errors "
+                              "(confident learning) in label_issues.json and report.html"),
         "augment": Field(ListOf(Tagged(AUGMENTATIONS)), [],
                          "image transforms in order, each {name, params}; random ones apply to training "
                          "only, " + ", ".join(AUGMENT_EVERY_SPLIT) + " to every split (see the augmentation table)"),

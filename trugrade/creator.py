@@ -411,7 +411,8 @@ def create(task, source, out, split=(0.7, 0.15, 0.15), seed=0, copy=False, num_c
         num_classes = len(spec.classes) + 1 if spec.classes else None
     info = {"category": spec.category, "task": spec.name, "title": spec.title, "output": spec.output,
             "formats": list(spec.formats), "architectures": list(spec.architectures), "source": os.path.abspath(source),
-            "classes": list(ds.classes) or list(spec.classes), "num_classes": num_classes, "stats": st}
+            "classes": list(ds.classes) or list(spec.classes), "task_classes": list(spec.classes),
+            "num_classes": num_classes, "stats": st}
     config_path = _write_common(out, ds, spec, info, num_classes)
     return {"manifest": manifest_path, "config": config_path, "info": os.path.join(out, "dataset.json"),
             "stats": st, "task": spec.key}

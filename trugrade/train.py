@@ -51,6 +51,7 @@ class Run:
         self.best_checkpoint = None
         self.last_checkpoint = None
         self.error = None
+        self.label_issues = None   # likely label errors after training (folder datasets), see validator
 
     def __repr__(self):
         last = self.metrics[-1] if self.metrics else {}
@@ -87,10 +88,32 @@ def _stratified_split(labels, fractions, seed):
     return {k: np.sort(np.concatenate(v)) if v else np.zeros(0, np.int64) for k, v in parts.items()}
 
 
+def manifest_path(path):
+    """The manifest file data.path names (a .json file, or a folder made by `trugrade dataset
+    create` with manifest.json inside), else None."""
+    if os.path.isfile(path) and path.endswith(".json"):
+        return path
+    inside = os.path.join(path, "manifest.json")
+    return inside if os.path.isdir(path) and os.path.isfile(inside) else None
+
+
+def open_dataset(cfg):
+    """The Dataset of data.path: its manifest (with the manifest's own splits) or a scan of the folder."""
+    from . import data as datalib
+    manifest = manifest_path(cfg.data.path)
+    if manifest is not None and cfg.data.format in ("auto", "manifest"):
+        return datalib.load_manifest(manifest)
+    split = cfg.data.split
+    return datalib.scan(cfg.data.path, split=(split.train, split.val, split.test), seed=cfg.data.seed)
+
+
 def data_format(cfg):
     """The config's data.format, with auto resolved: idx when the folder holds IDX files."""
-    if not os.path.isdir(cfg.data.path):
-        raise DatasetError(f"data.path '{cfg.data.path}' is not a folder: point data.path at the dataset")
+    if not os.path.isdir(cfg.data.path) and manifest_path(cfg.data.path) is None:
+        raise DatasetError(f"data.path '{cfg.data.path}' is not a folder nor a manifest (.json): point data.path at "
+                           "the dataset")
+    if manifest_path(cfg.data.path) is not None and cfg.data.format in ("auto", "manifest"):
+        return "manifest"
     fmt = cfg.data.format
     if fmt == "auto":
         fmt = "idx" if _find_idx(cfg.data.path, IDX_FILES["train"][0]) else "folder"
@@ -140,13 +163,13 @@ def load_folder(cfg, check=True):
     with the evaluation transforms. Returns ({"train": Loader, "val"/"test": (images
     float32 normalised, labels)}, classes)."""
     from . import data as datalib
-    from .validator import preflight
-    split = cfg.data.split
-    dataset = datalib.scan(cfg.data.path, split=(split.train, split.val, split.test), seed=cfg.data.seed)
+    from .validator import dataset_info, preflight
+    dataset = open_dataset(cfg)
     if dataset.task != "classification":
         raise UnsupportedError(f"{cfg.data.path} is a {dataset.task} dataset; this build's training loop trains "
                                "classifiers")
-    preflight(dataset, allow=not check, num_classes=cfg.model.num_classes)
+    preflight(dataset, allow=not (check and cfg.data.preflight), num_classes=cfg.model.num_classes,
+              info=dataset_info(cfg.data.path))
     classes = list(dataset.classes)
     if len(classes) != cfg.model.num_classes:
         raise ConfigError(f"model.num_classes is {cfg.model.num_classes} but {cfg.data.path} has {len(classes)} "
@@ -162,6 +185,7 @@ def load_folder(cfg, check=True):
                   cache_mb=cfg.data.cache_mb, on_bad_file=cfg.data.on_bad_file, channels=cfg.model.in_channels)
     out = {"train": datalib.Loader(dataset, split="train", pipeline=train_entries, sampler=cfg.data.sampler,
                                    **common)}
+    out["train"].label_issue_source = (dataset, eval_entries, cfg.model.in_channels)  # for run_label_issues
     for name in ("val", "test"):
         if not dataset.split(name):
             continue
@@ -410,8 +434,10 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
 
     overrides: ["optim.lr=0.01", ...] or {"optim.lr": 0.01}; resume: a run folder or name
     to continue; allow_config_change: resume even when the config differs from the run's
-    (beyond train.epochs, which may always be raised); check_dataset=False trains even when
-    the dataset preflight finds fatal problems. Ctrl-C stops at the next step,
+    (beyond train.epochs, which may always be raised); check_dataset=False (or data.preflight:
+    false) trains even when the dataset preflight finds fatal problems (they are printed).
+    Folder datasets: after the final evaluation the model scores the train and val images and
+    the likely label errors go to label_issues.json (data.label_issues). Ctrl-C stops at the next step,
     saves a checkpoint and returns the Run with status "interrupted".
     """
     if resume:
@@ -586,6 +612,12 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         recorder.log_metrics(epoch=len(run.metrics), test_loss=float(test_loss), test_accuracy=run.test["accuracy"])
         from .report import write_report
         run.report_path = write_report(run, classes, x_test, y_test, probabilities, mean, std)
+    source = getattr(splits["train"], "label_issue_source", None)
+    if cfg.data.label_issues and source is not None:
+        from .validator import run_label_issues
+        dataset, entries, channels = source
+        run.label_issues = run_label_issues(folder, dataset, ("train", "val"), lambda x: model.forward(x), entries,
+                                            channels, batch_size=cfg.data.batch_size)
     recorder.finish("completed")
     return run
 

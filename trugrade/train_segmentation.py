@@ -42,7 +42,7 @@ def segmentation_dataset(cfg):
 def _may_be_segmentation(path):
     if os.path.isdir(os.path.join(path, "masks")):
         return True
-    manifest = os.path.join(path, "manifest.json")
+    manifest = path if os.path.isfile(path) else os.path.join(path, "manifest.json")
     if os.path.isfile(manifest):
         import json
         try:
@@ -54,9 +54,8 @@ def _may_be_segmentation(path):
 
 
 def _scan(cfg):
-    from . import data as datalib
-    split = cfg.data.split
-    return datalib.scan(cfg.data.path, split=(split.train, split.val, split.test), seed=cfg.data.seed)
+    from .train import open_dataset
+    return open_dataset(cfg)
 
 
 def class_names(dataset, num_classes):
@@ -72,7 +71,7 @@ def load_segmentation(cfg, dataset, check=True):
     from . import data as datalib
     from .train import augment_entries, normalization
     from .validator import preflight
-    preflight(dataset, allow=not check, num_classes=cfg.model.num_classes)
+    preflight(dataset, allow=not (check and cfg.data.preflight), num_classes=cfg.model.num_classes)
     size = cfg.model.input_size if isinstance(cfg.model.input_size, int) else cfg.model.input_size[0]
     train_entries, eval_entries = augment_entries(cfg, True), augment_entries(cfg, False)
     for entries in (train_entries, eval_entries):

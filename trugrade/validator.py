@@ -40,8 +40,8 @@ from .datasets import SPLITS, Dataset, load_manifest, scan
 from .errors import DatasetError, TrugradeValueError
 from .tensor import get_num_threads, set_num_threads
 
-__all__ = ["DEFAULT_THRESHOLDS", "Finding", "Report", "SEVERITIES", "confident_learning", "preflight",
-           "validate_dataset"]
+__all__ = ["DEFAULT_THRESHOLDS", "Finding", "Report", "SEVERITIES", "confident_learning", "model_probabilities",
+           "preflight", "run_label_issues", "validate_dataset"]
 
 SEVERITIES = ("fatal", "warning", "info")
 CHECKS = ("format", "labels", "balance", "quality", "duplicates", "label_errors")
@@ -222,9 +222,9 @@ class _Measure:
     """The C measurements of every sample image (and mask), by sample index."""
 
     def __init__(self, ds, mode, max_pixels):
-        root = ds.root
+        prefix = os.path.join(ds.root, "")
         self.paths = [s["path"] for s in ds.samples]
-        columns = _C.validate_images([os.path.join(root, p) for p in self.paths], mode, max_pixels or 0)
+        columns = _C.validate_images([prefix + p for p in self.paths], mode, max_pixels or 0)
         self.status = columns["status"]
         self.message = columns["message"]
         self.format = columns["format"]
@@ -233,11 +233,11 @@ class _Measure:
         floats = np.asarray(columns["floats"]).reshape(-1, 6).astype(np.float64)
         self.lapvar, self.mean, self.std, self.dark, self.bright, self.entropy = floats.T
         self.phash = np.asarray(columns["phash"])
-        self.ok = np.array([s == "ok" for s in self.status], dtype=bool)
+        self.ok = np.asarray(self.status) == "ok"
         self.decoded = mode == "decode"
         self.masks = None
         if ds.task == "segmentation":
-            mask_paths = [os.path.join(root, s.get("mask") or "") for s in ds.samples]
+            mask_paths = [prefix + (s.get("mask") or "") for s in ds.samples]
             if mode == "decode":
                 m = _C.validate_masks(mask_paths, max_pixels or 0)
                 ints = np.asarray(m["ints"]).reshape(-1, 5)
@@ -279,15 +279,15 @@ def _check_format(ds, m, t, out):
                            {"messages": dict(rows)}))
     if m is None:
         return
-    wrong = [i for i in np.flatnonzero(m.ext_mismatch & m.ok)]
-    if wrong:
+    wrong = np.flatnonzero((m.ext_mismatch != 0) & m.ok)
+    if len(wrong):
         out.append(Finding("format", "wrong_extension", "warning",
                            f"{len(wrong)} file(s) have an extension that names another format than their content",
                            "Rename these files to the extension of their real format (shown per file) so other "
                            "tools read them too.", [m.paths[i] for i in wrong],
                            {"formats": {m.paths[i]: m.format[i] for i in wrong}}))
-    small = [i for i in np.flatnonzero(m.ok) if min(m.width[i], m.height[i]) < t["min_size"]]
-    if small:
+    small = np.flatnonzero(m.ok & (np.minimum(m.width, m.height) < t["min_size"]))
+    if len(small):
         out.append(Finding("format", "too_small", "warning",
                            f"{len(small)} image(s) are smaller than {t['min_size']} pixels on a side",
                            "Remove these images or replace them with full-size versions; thumbnails this small "
@@ -298,7 +298,7 @@ def _check_format(ds, m, t, out):
         values, counts = np.unique(channels, return_counts=True)
         if len(values) > 1:
             usual = int(values[np.argmax(counts)])
-            odd = [i for i in np.flatnonzero(m.ok) if m.channels[i] != usual]
+            odd = np.flatnonzero(m.ok & (m.channels != usual))
             out.append(Finding("format", "mixed_channels", "warning",
                                f"{len(odd)} image(s) have another channel count than the usual {usual} "
                                f"(counts: {dict(zip(map(int, values), map(int, counts)))})",
@@ -380,14 +380,27 @@ def _num_classes(ds, info, num_classes):
     return None
 
 
-def _check_labels(ds, m, t, n_classes, out):
+def _check_labels(ds, m, t, n_classes, out, info=None):
     samples = ds.samples
     if ds.task == "classification":
-        bad = [s["path"] for s in samples if not 0 <= s["label"] < len(ds.classes)]
+        k = len(ds.classes)
+        bad = [s["path"] for s in samples if not 0 <= s["label"] < k]
         if bad:
             out.append(Finding("labels", "label_outside_classes", "fatal",
                                f"{len(bad)} sample(s) have a label outside the {len(ds.classes)} classes",
                                "Correct the labels in the manifest or move the images into a class folder.", bad))
+        task_classes = (info or {}).get("task_classes")
+        outside = [c for c in ds.classes if task_classes and c not in task_classes]
+        if outside:
+            names = set(outside)
+            files = [s["path"] for s in samples
+                     if 0 <= s["label"] < len(ds.classes) and ds.classes[s["label"]] in names]
+            out.append(Finding("labels", "label_outside_classes", "fatal",
+                               f"{len(files)} sample(s) are labelled {', '.join(outside[:10])}: outside the class list "
+                               f"of the task {info.get('category')}/{info.get('task')} ({', '.join(task_classes)})",
+                               "Relabel these samples (rename their class folder or CSV label) to one of the task's "
+                               "classes, or create the dataset with the experimental task for free-form classes.",
+                               files, {"classes": outside, "task_classes": list(task_classes)}))
     if ds.task == "detection":
         _check_boxes(ds, t, out)
     if ds.task == "segmentation" and m is not None and m.masks is not None:
@@ -492,10 +505,13 @@ def _class_counts(ds, m, n_classes):
     """{split: [count per class]} and the unit counted (images, boxes or pixels); None if not countable."""
     if ds.task == "classification":
         names, unit = ds.classes, "images"
-        counts = {sp: np.zeros(len(names), dtype=np.int64) for sp in SPLITS}
-        for s in ds.samples:
-            if 0 <= s["label"] < len(names):
-                counts[s["split"]][s["label"]] += 1
+        labels = np.fromiter((s["label"] for s in ds.samples), np.int64, len(ds.samples))
+        split_of = {sp: k for k, sp in enumerate(SPLITS)}
+        splits = np.fromiter((split_of[s["split"]] for s in ds.samples), np.int64, len(ds.samples))
+        inside = (labels >= 0) & (labels < len(names))
+        table = np.zeros((len(SPLITS), len(names)), dtype=np.int64)
+        np.add.at(table, (splits[inside], labels[inside]), 1)
+        counts = {sp: table[k] for sp, k in split_of.items()}
     elif ds.task == "detection":
         names, unit = ds.classes, "boxes"
         counts = {sp: np.zeros(len(names), dtype=np.int64) for sp in SPLITS}
@@ -577,28 +593,28 @@ def _check_quality(ds, m, t, out):
 
     # NOTE: the Laplacian's variance grows with the square of the contrast, so a dark or flat copy
     # of a sharp image would look blurred; sharpness is judged on it divided by the image's variance.
-    textured = np.array([i for i in ok if m.std[i] >= 2.0], dtype=np.int64)
+    textured = ok[m.std[ok] >= 2.0]
     sharpness = m.lapvar / np.maximum(m.std, 1e-6) ** 2
     if len(textured):
         median_sharpness = np.median(sharpness[textured])
-        blurry = [i for i in textured if sharpness[i] < t["blur_fraction"] * median_sharpness]
+        blurry = textured[sharpness[textured] < t["blur_fraction"] * median_sharpness]
         add("blurry", blurry, "{n} image(s) are blurry (variance of the Laplacian, relative to the image's "
             f"contrast, under {t['blur_fraction']:g}x the dataset's median)",
             "Check these images for focus or motion blur; retake or remove those too blurred to show the label.",
             m.lapvar)
     mean = np.median(m.mean[ok])
-    dark = [i for i in ok if m.mean[i] < t["dark_fraction"] * mean and m.mean[i] < t["dark_level"]]
+    dark = ok[(m.mean[ok] < t["dark_fraction"] * mean) & (m.mean[ok] < t["dark_level"])]
     add("too_dark", dark, "{n} image(s) are too dark (mean brightness far below the dataset's median "
         f"{mean:.0f}/255)", "Check the exposure of these images; brighten or retake them, or remove them.", m.mean)
     headroom = 255.0 - mean
-    bright = [i for i in ok if 255.0 - m.mean[i] < t["bright_fraction"] * headroom and m.mean[i] > t["bright_level"]]
+    bright = ok[(255.0 - m.mean[ok] < t["bright_fraction"] * headroom) & (m.mean[ok] > t["bright_level"])]
     add("too_bright", bright, "{n} image(s) are too bright (washed out; mean brightness far above the dataset's "
         f"median {mean:.0f}/255)", "Check these images for overexposure; retake or remove them.", m.mean)
     std = np.median(m.std[ok])
-    low_info = [i for i in ok if m.entropy[i] < t["min_entropy"]]
-    exposed = set(dark) | set(bright)  # their low contrast follows from the exposure already reported
-    low_contrast = [i for i in ok if m.std[i] < t["contrast_fraction"] * std and m.std[i] < t["contrast_level"]
-                    and m.entropy[i] >= t["min_entropy"] and i not in exposed]
+    low_info = ok[m.entropy[ok] < t["min_entropy"]]
+    exposed = np.isin(ok, np.concatenate([dark, bright]))  # their low contrast follows from the exposure reported
+    low_contrast = ok[(m.std[ok] < t["contrast_fraction"] * std) & (m.std[ok] < t["contrast_level"])
+                      & (m.entropy[ok] >= t["min_entropy"]) & ~exposed]
     add("low_contrast", low_contrast, "{n} image(s) have low contrast (standard deviation far below the dataset's "
         f"median {std:.1f})", "Check these images; stretch their contrast or remove them if they show nothing.",
         m.std)
@@ -607,8 +623,8 @@ def _check_quality(ds, m, t, out):
         m.entropy)
     area = (m.width * m.height).astype(np.float64)
     median_area = np.median(area[ok])
-    size_odd = [i for i in ok if area[i] > t["size_ratio"] * median_area or area[i] * t["size_ratio"] < median_area]
-    if size_odd:
+    size_odd = ok[(area[ok] > t["size_ratio"] * median_area) | (area[ok] * t["size_ratio"] < median_area)]
+    if len(size_odd):
         out.append(Finding("quality", "size_outlier", "info",
                            f"{len(size_odd)} image(s) are much larger or smaller than most (median "
                            f"{int(np.median(m.width[ok]))}x{int(np.median(m.height[ok]))})",
@@ -617,8 +633,8 @@ def _check_quality(ds, m, t, out):
                            {"sizes": {paths[i]: [int(m.width[i]), int(m.height[i])] for i in size_odd}}))
     aspect = m.width.astype(np.float64) / np.maximum(m.height, 1)
     median_aspect = np.median(aspect[ok])
-    aspect_odd = [i for i in ok if abs(math.log(aspect[i] / median_aspect)) > math.log(t["aspect_ratio"])]
-    if aspect_odd:
+    aspect_odd = ok[np.abs(np.log(aspect[ok] / median_aspect)) > math.log(t["aspect_ratio"])]
+    if len(aspect_odd):
         out.append(Finding("quality", "aspect_outlier", "info",
                            f"{len(aspect_odd)} image(s) have an unusual aspect ratio (median {median_aspect:.2f})",
                            "Check these images (rotated, panoramas, crops); resizing squashes them, letterboxing "
@@ -634,16 +650,20 @@ def _groups(n, pairs):
     the distance of it that is not grouped yet.
     NOTE: not connected components: chains of small steps (a, b close, b, c close, ...) would join
     thousands of merely similar images (small grey images especially) into one group."""
-    neighbours = {}
-    for a, b in pairs:
-        neighbours.setdefault(a, []).append(b)
-        neighbours.setdefault(b, []).append(a)
+    pairs = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
+    source = np.concatenate([pairs[:, 0], pairs[:, 1]])
+    target = np.concatenate([pairs[:, 1], pairs[:, 0]])
+    order = np.lexsort((target, source))  # by source, then target
+    source, target = source[order], target[order]
+    leaders, starts = np.unique(source, return_index=True)
+    ends = np.append(starts[1:], len(source))
+    target = target.tolist()
     grouped = set()
     groups = []
-    for leader in sorted(neighbours):
+    for leader, start, end in zip(leaders.tolist(), starts.tolist(), ends.tolist()):
         if leader in grouped:
             continue
-        members = [leader] + sorted(j for j in neighbours[leader] if j not in grouped)
+        members = [leader] + [j for j in target[start:end] if j not in grouped]
         if len(members) > 1:
             grouped.update(members)
             groups.append(members)
@@ -652,9 +672,10 @@ def _groups(n, pairs):
 
 def _check_duplicates(ds, m, t, out, stats):
     samples = ds.samples
+    content = [s["content_hash"] for s in samples]
     by_hash = {}
-    for i, s in enumerate(samples):
-        by_hash.setdefault(s["content_hash"], []).append(i)
+    for i, h in enumerate(content):
+        by_hash.setdefault(h, []).append(i)
     exact = [g for g in by_hash.values() if len(g) > 1]
     stats["exact_duplicate_groups"] = len(exact)
     _duplicate_findings(ds, exact, "exact", out)
@@ -663,8 +684,10 @@ def _check_duplicates(ds, m, t, out, stats):
     ok = np.flatnonzero(m.ok)
     pairs = np.asarray(_C.near_duplicate_pairs(np.ascontiguousarray(m.phash[ok]), int(t["near_duplicate_bits"])))
     pairs = pairs.reshape(-1, 3)
-    edges = [(int(ok[a]), int(ok[b])) for a, b, _ in pairs
-             if samples[ok[a]]["content_hash"] != samples[ok[b]]["content_hash"]]
+    first, second = ok[pairs[:, 0]], ok[pairs[:, 1]]
+    content = np.asarray(content)
+    differ = content[first] != content[second] if len(pairs) else np.zeros(0, dtype=bool)
+    edges = np.column_stack([first[differ], second[differ]])
     near = _groups(len(samples), edges)
     stats["near_duplicate_groups"] = len(near)
     _duplicate_findings(ds, near, "near", out)
@@ -774,16 +797,123 @@ def _check_label_errors(ds, predictions, out, stats):
                                                 "margin": round(margin, 4)} for i, c, margin in issues]}))
 
 
+def load_model_reference(model, runs_directory="runs"):
+    """A trained classifier from a run folder, a run name (under `runs_directory`), a checkpoint
+    (.safetensors) or an already loaded model (trugrade.load_model)."""
+    from .predict import LoadedModel, load_model
+    if isinstance(model, LoadedModel):
+        return model
+    path = os.fspath(model)
+    if not os.path.exists(path):
+        from .runs import resolve_run
+        path = resolve_run(path, runs_directory)
+    loaded = load_model(path)
+    if loaded.task != "classification":
+        raise TrugradeValueError(f"validate: {path} is a {loaded.task} model; label errors are looked for with a "
+                                 "classifier")
+    return loaded
+
+
+def _sample_probabilities(ds, indices, forward, pipeline, channels, batch_size=64, workers=2):
+    """Class probabilities [len(indices), classes] of the samples ds.samples[indices] (float64;
+    NaN rows for the files that do not decode), the images prepared by `pipeline` (a list of
+    trugrade.augment transforms ending at the model's input) and scored by forward(x) -> logits."""
+    from .data import Loader
+    indices = [int(i) for i in indices]
+    if not indices:
+        return np.zeros((0, len(ds.classes)))
+    sub = dict(ds.data)
+    sub["samples"] = [dict(ds.samples[i], split="train") for i in indices]
+    sub["notes"] = []
+    loader = Loader(sub, split=None, batch_size=batch_size, pipeline=pipeline, workers=workers, sampler="sequential",
+                    on_bad_file="skip", channels=channels)
+    rows = []
+    for images, _ in loader.epoch(0):
+        logits = np.asarray(forward(np.ascontiguousarray(images, dtype=np.float32)), dtype=np.float64)
+        logits -= logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        rows.append(e / e.sum(axis=1, keepdims=True))
+    probs = np.concatenate(rows)
+    # NOTE: the loader puts the next good sample where a file fails; that row is not this sample's
+    position = {s["path"]: k for k, s in enumerate(sub["samples"])}
+    for skipped in loader.skipped:
+        if skipped["path"] in position:
+            probs[position[skipped["path"]]] = np.nan
+    return probs
+
+
+def model_probabilities(ds, model, batch_size=64, runs_directory="runs"):
+    """The trained classifier's class probabilities for every sample of the Dataset `ds`, in
+    manifest order ([samples, classes]; NaN rows for files that do not decode or labels outside
+    the classes). The model's classes must be the dataset's. Images are prepared as
+    LoadedModel.predict does: resized to the model's input, normalised with its statistics."""
+    loaded = load_model_reference(model, runs_directory)
+    if list(loaded.classes) != list(ds.classes):
+        raise TrugradeValueError(f"validate: the model's classes {list(loaded.classes)[:8]} are not the dataset's "
+                                 f"{list(ds.classes)[:8]}; give the run or checkpoint trained on this dataset")
+    k = len(ds.classes)
+    usable = [i for i, s in enumerate(ds.samples) if 0 <= s.get("label", -1) < k]
+    pipeline = [{"name": "resize", "size": loaded.input_size},
+                {"name": "normalize", "mean": [float(v) for v in loaded.mean], "std": [float(v) for v in loaded.std]}]
+    probs = np.full((len(ds.samples), k), np.nan)
+    probs[usable] = _sample_probabilities(ds, usable, lambda x: loaded.model.forward(x), pipeline,
+                                          loaded.in_channels, batch_size)
+    return probs
+
+
+LABEL_ISSUES_NAME = "label_issues.json"
+
+
+def run_label_issues(folder, ds, splits, forward, pipeline, channels, batch_size=64):
+    """Confident learning after training: the model's probabilities on the samples of `splits`
+    (e.g. ("train", "val")) of the Dataset `ds`, the likely label errors among them written to
+    folder/label_issues.json (and a section appended to folder/report.html when it exists).
+    NOTE: training-split probabilities are in-sample (the model has seen those labels); a
+    mislabelled sample is found there only while the model has not memorised it, so the
+    validation split's findings are the more reliable. Returns the written dict."""
+    indices = [i for i, s in enumerate(ds.samples) if s["split"] in splits and 0 <= s["label"] < len(ds.classes)]
+    probs = np.full((len(ds.samples), len(ds.classes)), np.nan)
+    probs[indices] = _sample_probabilities(ds, indices, forward, pipeline, channels, batch_size)
+    findings, stats = [], {}
+    _check_label_errors(ds, probs, findings, stats)
+    suggestions = findings[0].details["suggestions"] if findings else []
+    split_of = {s["path"]: s["split"] for s in ds.samples}
+    for row in suggestions:
+        row["split"] = split_of[row["path"]]
+    result = {"method": "confident learning (Northcutt et al. 2021): per-class thresholds = mean self-confidence",
+              "splits": list(splits), "samples_scored": int(np.all(np.isfinite(probs), axis=1).sum()),
+              "classes": list(ds.classes), "confident_joint": stats.get("confident_joint"),
+              "issues": suggestions}
+    with open(os.path.join(folder, LABEL_ISSUES_NAME), "w", encoding="utf-8") as out:
+        json.dump(result, out, indent=1, ensure_ascii=False)
+        out.write("\n")
+    report = os.path.join(folder, "report.html")
+    if os.path.isfile(report):
+        from .validator_html import label_issues_section
+        with open(report, encoding="utf-8") as f:
+            page = f.read()
+        section = label_issues_section(ds.root, result)
+        page = page.replace("</body>", section + "</body>") if "</body>" in page else page + section
+        with open(report, "w", encoding="utf-8") as f:
+            f.write(page)
+    return result
+
+
 # --------------------------------------------------------------------------- entry points
 
 
-def validate_dataset(path, predictions=None, *, checks=None, mode="decode", threads=None, num_classes=None,
-                     thresholds=None, max_pixels=None, json_path=None, html_path=None):
+def validate_dataset(path, predictions=None, *, model=None, checks=None, mode="decode", threads=None,
+                     num_classes=None, thresholds=None, max_pixels=None, json_path=None, html_path=None,
+                     runs_directory="runs", info=None):
     """Validates a dataset: a folder (scanned), a manifest file, a dataset folder made by
     trugrade.creator (manifest.json inside), a Dataset or a manifest dict.
 
     predictions: out-of-sample class probabilities [samples, classes] in manifest order, a .npy
         file of them, or {path: row}; enables the label-error check (classification).
+    model: instead of predictions, a trained classifier: a run folder or name (under
+        runs_directory), a checkpoint (.safetensors) or a trugrade.load_model result; its
+        probabilities on every sample feed the label-error check (training samples are
+        in-sample: the model has seen their labels, so it catches fewer errors there).
     checks: the checks to run (default all of CHECKS that apply).
     mode: "decode" reads every pixel (all checks); "header" reads headers only (fast; no quality
         or near-duplicate checks, damaged pixel data goes unnoticed).
@@ -792,6 +922,8 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
         dataset.json or the manifest's classes.
     thresholds: overrides of DEFAULT_THRESHOLDS.
     json_path / html_path: also write the report there.
+    info: the dataset.json of a created dataset (task, its class list) when `path` is a Dataset
+        (a folder or manifest file finds its own).
     """
     started = time.perf_counter()
     if mode not in ("decode", "header"):
@@ -805,14 +937,15 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
     unknown = wanted - set(CHECKS)
     if unknown:
         raise TrugradeValueError(f"validate: unknown check(s) {sorted(unknown)}; known: {', '.join(CHECKS)}")
-    ds, info, fatal = resolve(path)
-    if ds is None:
-        return Report(os.fspath(path) if not isinstance(path, (dict, Dataset)) else "?", None, [], [fatal],
-                      {"n_samples": 0})
     previous = get_num_threads()
-    if threads is not None:
+    if threads is not None:  # NOTE: before the scan, which reads (hashes, probes) every file in parallel too
         set_num_threads(threads)
     try:
+        ds, found_info, fatal = resolve(path)
+        info = found_info if info is None else info
+        if ds is None:
+            return Report(os.fspath(path) if not isinstance(path, (dict, Dataset)) else "?", None, [], [fatal],
+                          {"n_samples": 0})
         findings, stats = [], {"n_samples": len(ds.samples), "task": ds.task, "layout": ds.layout,
                                "splits": {sp: sum(s["split"] == sp for s in ds.samples) for sp in SPLITS}}
         if not ds.samples:
@@ -831,13 +964,18 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
             _check_format(ds, m, t, findings)
         if "labels" in wanted:
             _check_notes(ds, findings)
-            _check_labels(ds, m, t, n_classes, findings)
+            _check_labels(ds, m, t, n_classes, findings, info)
         if "balance" in wanted:
             _check_balance(ds, m, t, n_classes, findings, stats)
         if "quality" in wanted and m is not None:
             _check_quality(ds, m, t, findings)
         if "duplicates" in wanted:
             _check_duplicates(ds, m, t, findings, stats)
+        if "label_errors" in wanted and model is not None and predictions is None and ds.samples:
+            if ds.task == "classification":
+                predictions = model_probabilities(ds, model, runs_directory=runs_directory)
+            else:
+                predictions = np.zeros((0, 0))
         if "label_errors" in wanted and predictions is not None:
             _check_label_errors(ds, predictions, findings, stats)
     finally:
@@ -854,14 +992,21 @@ def validate_dataset(path, predictions=None, *, checks=None, mode="decode", thre
     return report
 
 
-def preflight(path_or_manifest, allow=False, stream="stderr", num_classes=None):
+def dataset_info(path):
+    """The dataset.json of a created dataset named by a folder or its manifest file ({} if none)."""
+    path = os.fspath(path)
+    return _read_info(path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path)))
+
+
+def preflight(path_or_manifest, allow=False, stream="stderr", num_classes=None, info=None):
     """The fast checks training runs before it starts: headers (not pixels), labels, class
     balance and exact duplicates. Prints the findings to `stream` (a file; default sys.stderr,
     None: silent) and returns
     them; raises DatasetError listing the fatal ones unless allow=True."""
     if stream == "stderr":
         stream = sys.stderr
-    report = validate_dataset(path_or_manifest, checks=FAST_CHECKS, mode="header", num_classes=num_classes)
+    report = validate_dataset(path_or_manifest, checks=FAST_CHECKS, mode="header", num_classes=num_classes,
+                              info=info)
     if stream is not None and report.findings:
         print(f"trugrade preflight: {report.summary()}", file=stream)
     fatal = report.fatal

@@ -140,3 +140,28 @@ def render(report, thumbnails=8):
         out.append("</div>")
     out.append("</body></html>")
     return "\n".join(out)
+
+
+def label_issues_section(root, result, shown=50):
+    """An HTML section for a training run's report: the likely label errors of
+    trugrade.validator.run_label_issues (`result`), most suspicious first, with thumbnails."""
+    e = html.escape
+    issues = result["issues"]
+    out = [f"<h2>Likely label errors ({len(issues)})</h2>",
+           f"<p>{e(result['method'])}; {result['samples_scored']} samples of the {e(', '.join(result['splits']))} "
+           "split(s) scored by the trained model. Review these samples, most suspicious first; training-split "
+           "scores are in-sample, so the model may have memorised some wrong labels.</p>"]
+    if not issues:
+        out.append("<p>No sample's label is contradicted with high confidence.</p>")
+        return "\n".join(out)
+    out.append("<table><tr><th>image</th><th>file</th><th>split</th><th>given</th><th>model says</th>"
+               "<th>margin</th></tr>")
+    for row in issues[:shown]:
+        uri = _data_uri(os.path.join(str(root), row["path"]))
+        image = f"<img src='{uri}' style='height:64px'>" if uri else "cannot be decoded"
+        out.append(f"<tr><td>{image}</td><td><code>{e(row['path'])}</code></td><td>{e(row['split'])}</td>"
+                   f"<td>{e(row['given'])}</td><td>{e(row['predicted'])}</td><td>{row['margin']:.3f}</td></tr>")
+    out.append("</table>")
+    if len(issues) > shown:
+        out.append(f"<p>... and {len(issues) - shown} more in label_issues.json</p>")
+    return "\n".join(out)

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/mman.h>
@@ -154,11 +155,17 @@ static tg_status dispatch(const tg_decode_input *in, tg_image_info *info, tg_ten
 typedef struct mapped_file {
     const uint8_t *data; /* [size] */
     size_t size;
-    void *mapping;       /* NULL for an empty file */
+    void *mapping;       /* NULL for an empty or a small (read) file */
+    uint8_t *copy;       /* [size] the bytes of a small file, else NULL */
 } mapped_file;
 
-/* NOTE: the file is mapped, not read: a probe touches only the header's pages,
- * and a large NPY or IDX is not held twice. */
+#define SMALL_FILE_BYTES (1 << 20)
+
+/* NOTE: a large file is mapped, not read: a probe touches only the header's pages,
+ * and a large NPY or IDX is not held twice. A small file (up to SMALL_FILE_BYTES)
+ * is read: mapping it costs more (page faults; and with several threads each
+ * munmap interrupts the other cores to flush their TLBs, which kept scans and
+ * validation of many small images from scaling with the thread count). */
 static tg_status map_file(const char *path, mapped_file *file)
 {
     static const uint8_t empty[1] = {0};
@@ -178,6 +185,28 @@ static tg_status map_file(const char *path, mapped_file *file)
     }
     file->size = (size_t)st.st_size;
     file->data = empty;
+    if (file->size > 0 && file->size <= SMALL_FILE_BYTES) {
+        file->copy = malloc(file->size);
+        size_t done = 0;
+        while (file->copy && done < file->size) {
+            ssize_t got = read(fd, file->copy + done, file->size - done);
+            if (got < 0 && errno == EINTR) continue;
+            if (got <= 0) break;
+            done += (size_t)got;
+        }
+        int err = errno;
+        close(fd);
+        if (!file->copy) return tg_error(TG_STATUS_NOMEM, "%s: no memory to read the image (%zu bytes)", path,
+                                         file->size);
+        if (done < file->size) {
+            free(file->copy);
+            file->copy = NULL;
+            return tg_error(TG_STATUS_IO, "%s: cannot read the image: %s", path,
+                            done ? "it became shorter while being read" : strerror(err));
+        }
+        file->data = file->copy;
+        return TG_STATUS_OK;
+    }
     if (file->size > 0) {
         void *mapping = mmap(NULL, file->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (mapping == MAP_FAILED) {
@@ -196,7 +225,23 @@ static tg_status map_file(const char *path, mapped_file *file)
 static void unmap_file(mapped_file *file)
 {
     if (file->mapping) munmap(file->mapping, file->size);
+    free(file->copy);
     memset(file, 0, sizeof *file);
+}
+
+tg_status tg_image_probe_memory(const uint8_t *data, size_t size, const char *name, tg_image_info *info)
+{
+    memset(info, 0, sizeof *info);
+    static const uint8_t empty[1] = {0};
+    if (!name) name = "<memory>";
+    if (!data && size > 0) return tg_error(TG_STATUS_VALUE, "%s: image buffer is NULL", name);
+    /* NOTE: a probe reports the size of an image even past the pixel limit; the limit
+     * guards allocation, which a probe does not do. */
+    tg_decode_input in = {.data = data ? data : empty, .size = size, .name = name, .max_pixels = INT64_MAX};
+    tg_image_info probed;
+    tg_status status = dispatch(&in, &probed, NULL);
+    if (status == TG_STATUS_OK) *info = probed;
+    return status;
 }
 
 tg_status tg_image_probe(const char *path, tg_image_info *info)
@@ -204,15 +249,8 @@ tg_status tg_image_probe(const char *path, tg_image_info *info)
     memset(info, 0, sizeof *info);
     mapped_file file;
     TG_TRY(map_file(path, &file));
-    tg_decode_input in = {.data = file.data, .size = file.size, .name = path,
-                          .max_pixels = TG_IMAGE_DEFAULT_MAX_PIXELS};
-    tg_image_info probed;
-    /* NOTE: a probe reports the size of an image even past the pixel limit; the limit
-     * guards allocation, which a probe does not do. */
-    in.max_pixels = INT64_MAX;
-    tg_status status = dispatch(&in, &probed, NULL);
+    tg_status status = tg_image_probe_memory(file.data, file.size, path, info);
     unmap_file(&file);
-    if (status == TG_STATUS_OK) *info = probed;
     return status;
 }
 

@@ -57,6 +57,9 @@ const char *tg_image_format_name(tg_image_format format);
 /* Reads the header only: format (by content, not extension), size, channels, dtype. */
 tg_status tg_image_probe(const char *path, tg_image_info *info);
 
+/* tg_image_probe of a file already in memory; `name` stands for the file in messages. */
+tg_status tg_image_probe_memory(const uint8_t *data, size_t size, const char *name, tg_image_info *info);
+
 /* Decodes the whole file into `out` (a new heap tensor). `options` may be NULL. */
 tg_status tg_image_read(const char *path, const tg_decode_options *options, tg_tensor *out);
 

@@ -1,9 +1,10 @@
 /* validate.h: the per-file measurements of the dataset validator.
  *
- * tg_validate_images reads every image (header only, or a full decode) in
- * parallel and measures what the validator judges: whether it decodes (and why
- * not), its size, channels and format, and from the pixels its sharpness
- * (variance of the Laplacian), exposure (mean, dark and bright fractions),
+ * tg_validate_images reads every image (its header and end marker, or a full
+ * decode) in parallel, each file read once, and measures what the validator
+ * judges: whether it decodes (and why not), its size, channels and format,
+ * and from the pixels its sharpness (variance of the Laplacian), exposure
+ * (mean, dark and bright fractions),
  * contrast (standard deviation), information (histogram entropy) and a 64-bit
  * DCT perceptual hash. tg_validate_masks reads segmentation masks: size and the
  * histogram of their values. tg_validate_near_pairs lists the pairs of hashes
@@ -25,7 +26,8 @@
 #define TG_VALIDATE_MASK_VALUES 256  /* mask histograms count values 0..255; above is counted apart */
 
 typedef enum tg_validate_mode {
-    TG_VALIDATE_MODE_HEADER = 0,   /* header only (tg_image_probe): fast, misses damaged pixel data */
+    TG_VALIDATE_MODE_HEADER = 0,   /* header and the end marker (PNG IEND, JPEG EOI): fast; finds truncated
+                                      files, misses damaged pixel data in between */
     TG_VALIDATE_MODE_DECODE,       /* full decode and the pixel measurements */
 } tg_validate_mode;
 
