@@ -24,13 +24,14 @@
 #include "../core/threads.h"
 #include "gemm_kernel.h"
 
-#define TG_GEMM_MAX_TILE 1024           /* floats of the largest mr x nr tile */
+#define TG_GEMM_WHOLE_A_BYTES (384 << 10)   /* a thread's packed A up to this is packed once (L2) */
+#define TG_GEMM_B_CHUNK_BYTES (256 << 10)   /* the packed B chunk of that loop order (L2) */
 #define TG_GEMM_PARALLEL_MIN (1 << 20)  /* m*n*k below this runs on the calling thread */
 
 /* ---- the portable micro-kernel (4 x 16; compilers vectorize the j loop) ---- */
 
 static void micro_portable(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-                           int64_t ldc, int accumulate)
+                           int64_t ldc, int accumulate, int rows, int cols)
 {
     float acc[4][16] = {{0}};
     for (int64_t p = 0; p < kc; p++) {
@@ -41,8 +42,8 @@ static void micro_portable(int64_t kc, const float *restrict a, const float *res
         a += 4;
         b += 16;
     }
-    for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 16; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
 static const tg_gemm_kernel kernel_portable = {
@@ -200,30 +201,20 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
     }
 }
 
-/* All micro-tiles of one packed A block against one packed B block. */
+/* All micro-tiles of one packed A block against one packed B block (edge tiles included:
+ * the micro-kernel writes only the rows and columns that exist). */
 static void macro_kernel(const gemm_job *job, int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t kc,
                          int accumulate, const float *a_packed, const float *b_packed)
 {
     const tg_gemm_kernel *kernel = job->kernel;
     const int mr = kernel->mr, nr = kernel->nr;
-    float tile[TG_GEMM_MAX_TILE] __attribute__((aligned(64)));   /* [mr][nr] for edge tiles */
     for (int64_t jr = 0; jr < nc; jr += nr) {
-        int64_t cols = nc - jr < nr ? nc - jr : nr;
+        int cols = nc - jr < nr ? (int)(nc - jr) : nr;
         const float *b_panel = b_packed + jr * kc;
         for (int64_t ir = 0; ir < mc; ir += mr) {
-            int64_t rows = mc - ir < mr ? mc - ir : mr;
-            const float *a_panel = a_packed + ir * kc;
-            float *c = job->c + (ic + ir) * job->ldc + jc + jr;
-            if (rows == mr && cols == nr) {
-                kernel->micro(kc, a_panel, b_panel, c, job->ldc, accumulate);
-                continue;
-            }
-            kernel->micro(kc, a_panel, b_panel, tile, nr, 0);
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t j = 0; j < cols; j++) {
-                    float *out = c + r * job->ldc + j;
-                    *out = accumulate ? *out + tile[r * nr + j] : tile[r * nr + j];
-                }
+            int rows = mc - ir < mr ? (int)(mc - ir) : mr;
+            kernel->micro(kc, a_packed + ir * kc, b_panel, job->c + (ic + ir) * job->ldc + jc + jr, job->ldc,
+                          accumulate, rows, cols);
         }
     }
 }
@@ -247,46 +238,55 @@ static void gemm_unpacked(const gemm_job *job, int64_t i0, int64_t i1, int64_t j
         }
 }
 
-/* NOTE: when the thread's rows fit one A block (m <= mc: most conv and linear shapes),
- * each B micro-panel is packed right before its use, while it is hot in L1, instead of
- * packing a whole kc x nc block that would spill to L3 and be read back. */
+/* NOTE: two loop orders. When the thread's whole packed A (all of K) fits in L2
+ * (TG_GEMM_WHOLE_A_BYTES: the small-M shapes of convolutions and linear layers), A is packed
+ * once and B is walked in column chunks, all K blocks of a chunk in a row, so the chunk of C
+ * stays in cache between K blocks and B (often the largest operand, read once) is packed in
+ * long contiguous runs. Otherwise Goto's order: B blocks kc x nc (L3), A blocks mc x kc (L2),
+ * B micro-panels kc x nr (L1). Either way each C element sums the same K blocks in
+ * increasing order, so the choice never changes a bit of the result. */
 static void gemm_block(const gemm_job *job, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
     const tg_gemm_kernel *kernel = job->kernel;
-    const int64_t mr = kernel->mr, nr = kernel->nr;
-    const int single_a_block = i1 - i0 <= kernel->mc;
-    int64_t mc_max = single_a_block ? round_up(i1 - i0, mr) : kernel->mc;
-    int64_t nc_max = single_a_block ? nr : kernel->nc < j1 - j0 ? kernel->nc : round_up(j1 - j0, nr);
+    const int64_t nr = kernel->nr;
+    const int64_t m_pad = round_up(i1 - i0, kernel->mr);
+    const int whole_a = m_pad * job->k * (int64_t)sizeof(float) <= TG_GEMM_WHOLE_A_BYTES;
+    int64_t nc_max = whole_a ? TG_GEMM_B_CHUNK_BYTES / ((int64_t)sizeof(float) * job->kc) / nr * nr : kernel->nc;
+    if (nc_max < nr) nc_max = nr;
+    if (nc_max > round_up(j1 - j0, nr)) nc_max = round_up(j1 - j0, nr);
+    size_t a_need = (size_t)(whole_a ? m_pad * job->k : (m_pad < kernel->mc ? m_pad : kernel->mc) * job->kc);
     gemm_buffers *buffers = thread_buffers();
-    float *a_packed = buffers ? grow(&buffers->a, &buffers->a_floats, (size_t)(mc_max * job->kc)) : NULL;
+    float *a_packed = buffers ? grow(&buffers->a, &buffers->a_floats, a_need) : NULL;
     float *b_packed = buffers ? grow(&buffers->b, &buffers->b_floats, (size_t)(nc_max * job->kc)) : NULL;
     if (!a_packed || !b_packed) {
         gemm_unpacked(job, i0, i1, j0, j1);
         return;
     }
-    if (single_a_block) {
-        for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+    if (whole_a) {
+        for (int64_t pc = 0; pc < job->k; pc += job->kc) {   /* [k blocks][m_pad/mr][kc][mr] */
             int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
-            int accumulate = !(job->beta_zero && pc == 0);
-            pack_a(job, i0, i1 - i0, pc, kc, a_packed);
-            for (int64_t jr = j0; jr < j1; jr += nr) {
-                int64_t cols = j1 - jr < nr ? j1 - jr : nr;
-                pack_b(job, pc, kc, jr, cols, b_packed);
-                macro_kernel(job, i0, i1 - i0, jr, cols, kc, accumulate, a_packed, b_packed);
+            pack_a(job, i0, i1 - i0, pc, kc, a_packed + m_pad * pc);
+        }
+        for (int64_t jc = j0; jc < j1; jc += nc_max) {
+            int64_t nc = j1 - jc < nc_max ? j1 - jc : nc_max;
+            for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+                int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
+                pack_b(job, pc, kc, jc, nc, b_packed);
+                macro_kernel(job, i0, i1 - i0, jc, nc, kc, !(job->beta_zero && pc == 0), a_packed + m_pad * pc,
+                             b_packed);
             }
         }
         return;
     }
-    for (int64_t jc = j0; jc < j1; jc += kernel->nc) {
-        int64_t nc = j1 - jc < kernel->nc ? j1 - jc : kernel->nc;
+    for (int64_t jc = j0; jc < j1; jc += nc_max) {
+        int64_t nc = j1 - jc < nc_max ? j1 - jc : nc_max;
         for (int64_t pc = 0; pc < job->k; pc += job->kc) {
             int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
-            int accumulate = !(job->beta_zero && pc == 0);
             pack_b(job, pc, kc, jc, nc, b_packed);
             for (int64_t ic = i0; ic < i1; ic += kernel->mc) {
                 int64_t mc = i1 - ic < kernel->mc ? i1 - ic : kernel->mc;
                 pack_a(job, ic, mc, pc, kc, a_packed);
-                macro_kernel(job, ic, mc, jc, nc, kc, accumulate, a_packed, b_packed);
+                macro_kernel(job, ic, mc, jc, nc, kc, !(job->beta_zero && pc == 0), a_packed, b_packed);
             }
         }
     }
