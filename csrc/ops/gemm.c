@@ -146,13 +146,13 @@ static void pack_a(const gemm_job *job, int64_t i0, int64_t mc, int64_t p0, int6
 {
     const int mr = job->kernel->mr;
     const int64_t rs = job->a.rs, cs = job->a.cs;
+    if (job->kernel->pack_a &&
+        job->kernel->pack_a(element_address(&job->a, job->bf16, i0 * rs + p0 * cs), job->bf16, rs, cs, mc, kc, dst))
+        return;
     for (int64_t ir = 0; ir < mc; ir += mr) {
         int64_t rows = mc - ir < mr ? mc - ir : mr;
         float *restrict panel = dst + ir * kc;   /* [kc][mr] */
         int64_t origin = (i0 + ir) * rs + p0 * cs;
-        if (job->kernel->pack_a &&
-            job->kernel->pack_a(element_address(&job->a, job->bf16, origin), job->bf16, rs, cs, rows, kc, panel))
-            continue;
         if (rows < mr) memset(panel, 0, sizeof(float) * (size_t)(kc * mr));
         if (!job->bf16 && rs == 1) {
             const float *src = (const float *)job->a.data + origin;
@@ -174,13 +174,13 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
 {
     const int nr = job->kernel->nr;
     const int64_t rs = job->b.rs, cs = job->b.cs;
+    if (job->kernel->pack_b &&
+        job->kernel->pack_b(element_address(&job->b, job->bf16, p0 * rs + j0 * cs), job->bf16, cs, rs, nc, kc, dst))
+        return;
     for (int64_t jr = 0; jr < nc; jr += nr) {
         int64_t cols = nc - jr < nr ? nc - jr : nr;
         float *restrict panel = dst + jr * kc;   /* [kc][nr] */
         int64_t origin = p0 * rs + (j0 + jr) * cs;
-        if (job->kernel->pack_b &&
-            job->kernel->pack_b(element_address(&job->b, job->bf16, origin), job->bf16, cs, rs, cols, kc, panel))
-            continue;
         if (cols < nr) memset(panel, 0, sizeof(float) * (size_t)(kc * nr));
         if (!job->bf16 && cs == 1) {
             const float *src = (const float *)job->b.data + origin;

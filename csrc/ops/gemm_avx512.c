@@ -167,44 +167,58 @@ TG_AVX512_INLINE static void pack_transposed(const void *src, int bf16, int64_t 
     }
 }
 
-/* Lines contiguous (line_stride 1: a column-major A, a row-major B): one load per p
- * (NOTE: the masks zero the lanes past count, so the panel needs no separate clearing). */
-TG_AVX512 static int pack_14(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
-                             int64_t kc, float *panel)
+/* Packs `count` lines as ceil(count / width) micro-panels [kc][width] (width 14 or 32),
+ * panel g at dst + g*kc*width, lanes past count zero (the load masks zero them).
+ * Lines contiguous (line_stride 1: a column-major A, a row-major B): p outer, so each
+ * source row is read once, left to right, in one run the hardware prefetcher follows
+ * (NOTE: panel by panel, the rows of a wide matrix were touched 128 bytes at a time, a
+ * page apart: every access missed); the row PREFETCH_ROWS ahead is prefetched as well.
+ * Lines strided, p contiguous: 16 x 16 blocks transposed in registers. */
+enum { PREFETCH_ROWS = 4 };
+
+TG_AVX512_INLINE static int pack_block(const int width, const void *src, int bf16, int64_t line_stride,
+                                       int64_t p_stride, int64_t count, int64_t kc, float *dst)
 {
-    const __mmask16 store_mask = (1u << TG_MR) - 1u;
+    const int64_t panels = (count + width - 1) / width, elem = bf16 ? 2 : 4;
+    const __mmask16 store_mask = width == 16 || width == 32 ? (__mmask16)0xffff : first_lanes(width);
     if (line_stride == 1) {
-        const __mmask16 load_mask = first_lanes(count);
-        for (int64_t p = 0; p < kc; p++)
-            _mm512_mask_storeu_ps(panel + p * TG_MR, store_mask, load_line(src, bf16, p * p_stride, load_mask));
+        for (int64_t p = 0; p < kc; p++) {
+            const char *ahead = (const char *)src + (p + PREFETCH_ROWS) * p_stride * elem;
+            for (int64_t g = 0; g < panels; g++) {
+                float *row = dst + g * kc * width + p * width;
+                for (int half = 0; half * 16 < width; half++) {
+                    int64_t first = g * width + half * 16;
+                    if (p + PREFETCH_ROWS < kc) _mm_prefetch(ahead + first * elem, _MM_HINT_T0);
+                    _mm512_mask_storeu_ps(row + half * 16, store_mask,
+                                          load_line(src, bf16, p * p_stride + first, first_lanes(count - first)));
+                }
+            }
+        }
         return 1;
     }
     if (p_stride == 1) {
-        pack_transposed(src, bf16, line_stride, count, kc, panel, TG_MR, 0, store_mask);
+        for (int64_t g = 0; g < panels; g++)
+            for (int half = 0; half * 16 < width; half++) {
+                int64_t first = g * width + half * 16, lines = count - first;
+                const void *origin = (const char *)src + first * line_stride * elem;
+                pack_transposed(origin, bf16, line_stride, lines < 16 ? lines : 16, kc, dst + g * kc * width,
+                                width, half * 16, store_mask);
+            }
         return 1;
     }
     return 0;
 }
 
-TG_AVX512 static int pack_32(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
-                             int64_t kc, float *panel)
+TG_AVX512 static int pack_14(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
+                             int64_t kc, float *dst)
 {
-    if (line_stride == 1) {
-        const __mmask16 low = first_lanes(count), high = first_lanes(count - 16);
-        for (int64_t p = 0; p < kc; p++) {
-            _mm512_store_ps(panel + p * TG_NR, load_line(src, bf16, p * p_stride, low));
-            _mm512_store_ps(panel + p * TG_NR + 16, load_line(src, bf16, p * p_stride + 16, high));
-        }
-        return 1;
-    }
-    if (p_stride == 1) {
-        const void *second = bf16 ? (const void *)((const tg_bf16_bits *)src + 16 * line_stride)
-                                  : (const void *)((const float *)src + 16 * line_stride);
-        pack_transposed(src, bf16, line_stride, count < 16 ? count : 16, kc, panel, TG_NR, 0, 0xffff);
-        pack_transposed(second, bf16, line_stride, count - 16, kc, panel, TG_NR, 16, 0xffff);
-        return 1;
-    }
-    return 0;
+    return pack_block(TG_MR, src, bf16, line_stride, p_stride, count, kc, dst);
+}
+
+TG_AVX512 static int pack_32(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
+                             int64_t kc, float *dst)
+{
+    return pack_block(TG_NR, src, bf16, line_stride, p_stride, count, kc, dst);
 }
 
 static const tg_gemm_kernel kernel_avx512 = {

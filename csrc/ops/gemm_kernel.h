@@ -18,9 +18,10 @@
 typedef void (*tg_gemm_micro_fn)(int64_t kc, const float *a_panel, const float *b_panel,
                                  float *c, int64_t ldc, int accumulate, int rows, int cols);
 
-/* Packs one micro-panel: count (<= mr or nr) lines of kc elements of a float32 or bfloat16
- * (bf16 != 0) matrix, element (line, p) at src[line*line_stride + p*p_stride], into
- * panel[p*width + line] (width = mr or nr), zeros past count. Returns 0 when it does
+/* Packs a block: count lines of kc elements of a float32 or bfloat16 (bf16 != 0) matrix,
+ * element (line, p) at src[line*line_stride + p*p_stride], as ceil(count / width)
+ * micro-panels (width = mr or nr), panel g at panel[g*kc*width], element (line, p) at
+ * panel[g*kc*width + p*width + line - g*width], zeros past count. Returns 0 when it does
  * not handle these strides (the driver then packs with plain loops). */
 typedef int (*tg_gemm_pack_fn)(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
                                int64_t kc, float *panel);
