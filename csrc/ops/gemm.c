@@ -27,6 +27,7 @@
 #define TG_GEMM_WHOLE_A_BYTES (384 << 10)   /* a thread's packed A up to this is packed once (L2) */
 #define TG_GEMM_B_CHUNK_BYTES (256 << 10)   /* the packed B chunk of that loop order (L2) */
 #define TG_GEMM_PARALLEL_MIN (1 << 20)  /* m*n*k below this runs on the calling thread */
+#define TG_GEMM_MAX_PARTS 256           /* one part per thread (tg_threads_set allows 256) */
 
 /* ---- the portable micro-kernel (4 x 16; compilers vectorize the j loop) ---- */
 
@@ -126,7 +127,8 @@ typedef struct gemm_job {
     int64_t ldc;
     int beta_zero;
     int64_t kc;            /* K block, from k alone */
-    int split_n;           /* threads take ranges of nr-column (1) or mr-row (0) units */
+    int split_n;           /* parts are column (1) or row (0) ranges */
+    int64_t bounds[TG_GEMM_MAX_PARTS + 1];   /* part t: [bounds[t], bounds[t+1]) of those */
 } gemm_job;
 
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
@@ -292,19 +294,54 @@ static void gemm_block(const gemm_job *job, int64_t i0, int64_t i1, int64_t j0, 
     }
 }
 
+/* Parts [begin, end) are contiguous, so a caller running several of them inline (from
+ * inside a worker) computes them as one block. */
 static void gemm_range(void *ctx, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const gemm_job *job = ctx;
-    if (job->split_n) {
-        int64_t nr = job->kernel->nr;
-        int64_t j1 = end * nr < job->n ? end * nr : job->n;
-        gemm_block(job, 0, job->m, begin * nr, j1);
-    } else {
-        int64_t mr = job->kernel->mr;
-        int64_t i1 = end * mr < job->m ? end * mr : job->m;
-        gemm_block(job, begin * mr, i1, 0, job->n);
+    if (job->bounds[begin] == job->bounds[end]) return;
+    if (job->split_n) gemm_block(job, 0, job->m, job->bounds[begin], job->bounds[end]);
+    else gemm_block(job, job->bounds[begin], job->bounds[end], 0, job->n);
+}
+
+/* Cuts [0, extent) into `parts` ranges of whole units (tiles) as equal as can be. */
+static void cut(int64_t extent, int64_t unit, int64_t parts, int64_t *bounds)
+{
+    int64_t units = (extent + unit - 1) / unit;
+    for (int64_t t = 0; t <= parts; t++) {
+        int64_t at = (units * t + parts / 2) / parts * unit;
+        bounds[t] = at < extent ? at : extent;
     }
+}
+
+/* Estimated cycles of the slowest part: its FMAs (one per row, 16 columns and k step, two
+ * per cycle) and its packing (about half a cycle per element; the operand that is not
+ * split is packed whole by every part). */
+static double split_cost(const gemm_job *job, int split_n, const int64_t *bounds, int64_t parts)
+{
+    double worst = 0.0;
+    for (int64_t t = 0; t < parts; t++) {
+        double size = (double)(bounds[t + 1] - bounds[t]);
+        double rows = split_n ? (double)job->m : size, cols = split_n ? size : (double)job->n;
+        double fma = rows * (double)((int64_t)(cols + 15) / 16) * (double)job->k * 0.5;
+        double pack = 0.5 * (double)job->k * (rows + cols);
+        if (fma + pack > worst) worst = fma + pack;
+    }
+    return worst;
+}
+
+/* NOTE: the parts may fall anywhere without changing a bit of C: every element is one FMA
+ * chain per K block whatever tile or part holds it. So the split is chosen for speed alone:
+ * along N or M, whichever gives the cheaper slowest part (duplicated packing counted),
+ * cut on tile boundaries into parts as equal as can be. */
+static void choose_split(gemm_job *job, int64_t parts)
+{
+    int64_t by_n[TG_GEMM_MAX_PARTS + 1];
+    cut(job->n, job->kernel->nr, parts, by_n);
+    cut(job->m, job->kernel->mr, parts, job->bounds);
+    job->split_n = split_cost(job, 1, by_n, parts) < split_cost(job, 0, job->bounds, parts);
+    if (job->split_n) memcpy(job->bounds, by_n, sizeof(int64_t) * (size_t)(parts + 1));
 }
 
 static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
@@ -325,12 +362,12 @@ static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, i
     };
     int64_t k_blocks = (k + kernel->kc - 1) / kernel->kc;
     job.kc = (k + k_blocks - 1) / k_blocks;
-    int64_t units_m = (job.m + kernel->mr - 1) / kernel->mr;
-    int64_t units_n = (job.n + kernel->nr - 1) / kernel->nr;
-    job.split_n = units_n >= units_m;
-    int64_t units = job.split_n ? units_n : units_m;
-    if ((double)m * (double)n * (double)k < TG_GEMM_PARALLEL_MIN) gemm_range(&job, 0, units, 0);
-    else tg_parallel_for(units, 1, gemm_range, &job);
+    int64_t parts = (double)m * (double)n * (double)k < TG_GEMM_PARALLEL_MIN ? 1 : tg_threads_count();
+    if (parts > TG_GEMM_MAX_PARTS) parts = TG_GEMM_MAX_PARTS;
+    if (parts < 1) parts = 1;
+    choose_split(&job, parts);
+    if (parts == 1) gemm_range(&job, 0, 1, 0);
+    else tg_parallel_for(parts, 1, gemm_range, &job);
 }
 
 /* ---- the OpenBLAS reference path ---- */
