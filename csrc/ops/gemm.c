@@ -8,7 +8,10 @@
  *   for jc in blocks of nc columns:
  *     for pc in blocks of kc (K, in increasing order):     pack B[pc, jc] -> [nc/nr][kc][nr]
  *       for ic in blocks of mc rows:                       pack A[ic, pc] -> [mc/mr][kc][mr]
- *         for jr, ir over micro-tiles:                     micro-kernel on an mr x nr tile
+ *         for jr, ir over micro-tiles:                     micro-kernel on a tile of up to mr x nr
+ * or, when the thread's whole packed A fits in L2 (small M: convolutions, linear layers),
+ * A packed once and B walked in column chunks with all K blocks of a chunk in a row
+ * (gemm_block). The thread split (choose_split) takes N or M by estimated cost.
  * NOTE: bit-identical results for any thread count: threads split only M or N (never K),
  * the K blocks depend on k alone, and every micro-tile sums its kc products from zero and
  * adds them to C once (gemm_kernel.h); so each C element sees the same operations in
