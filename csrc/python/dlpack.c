@@ -242,13 +242,13 @@ PyObject *tg_py_tensor_from_dlpack(PyObject *self, PyObject *capsule)
         refusal = "has a dtype trugrade does not hold (float32, bfloat16, uint8, uint16, int32, int64)";
     if (!refusal && described->strides) {
         int64_t expected = 1;
+        int contiguous = 1;
         for (int d = described->ndim - 1; d >= 0; d--) {
-            if (described->shape[d] != 1 && described->strides[d] != expected) refusal = "is not C-contiguous; "
-                                                                                        "call .contiguous() or "
-                                                                                        "numpy.ascontiguousarray first";
+            if (described->shape[d] != 1 && described->strides[d] != expected) contiguous = 0;
             expected *= described->shape[d];
         }
-        if (expected == 0) refusal = NULL;   /* empty: strides do not matter */
+        if (!contiguous && expected != 0)   /* an empty tensor's strides do not matter */
+            refusal = "is not C-contiguous; call .contiguous() or numpy.ascontiguousarray first";
     }
     if (refusal) {
         PyMem_RawFree(owner);
