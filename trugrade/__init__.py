@@ -9,7 +9,7 @@ from . import data
 from . import datasets
 from ._C import Graph
 from .data import probe_image, read_idx, read_image
-from .tensor import Tensor, get_num_threads, set_num_threads
+from .tensor import Tensor, from_dlpack, get_num_threads, set_num_threads
 from . import validator
 from .predict import load_model
 from . import export
@@ -22,7 +22,7 @@ __version__ = "0.1.0"
 __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "RegistryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
-    "Graph", "Tensor", "config", "data", "datasets", "export", "export_onnx", "models", "ops", "get_num_threads",
+    "Graph", "Tensor", "from_dlpack", "config", "data", "datasets", "export", "export_onnx", "models", "ops", "get_num_threads",
     "set_num_threads",
     "probe_image", "read_idx", "read_image", "validate_dataset", "validator",
 ]

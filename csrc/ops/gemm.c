@@ -8,7 +8,10 @@
  *   for jc in blocks of nc columns:
  *     for pc in blocks of kc (K, in increasing order):     pack B[pc, jc] -> [nc/nr][kc][nr]
  *       for ic in blocks of mc rows:                       pack A[ic, pc] -> [mc/mr][kc][mr]
- *         for jr, ir over micro-tiles:                     micro-kernel on an mr x nr tile
+ *         for jr, ir over micro-tiles:                     micro-kernel on a tile of up to mr x nr
+ * or, when the thread's whole packed A fits in L2 (small M: convolutions, linear layers),
+ * A packed once and B walked in column chunks with all K blocks of a chunk in a row
+ * (gemm_block). The thread split (choose_split) takes N or M by estimated cost.
  * NOTE: bit-identical results for any thread count: threads split only M or N (never K),
  * the K blocks depend on k alone, and every micro-tile sums its kc products from zero and
  * adds them to C once (gemm_kernel.h); so each C element sees the same operations in
@@ -24,13 +27,15 @@
 #include "../core/threads.h"
 #include "gemm_kernel.h"
 
-#define TG_GEMM_MAX_TILE 1024           /* floats of the largest mr x nr tile */
+#define TG_GEMM_WHOLE_A_BYTES (384 << 10)   /* a thread's packed A up to this is packed once (L2) */
+#define TG_GEMM_B_CHUNK_BYTES (256 << 10)   /* the packed B chunk of that loop order (L2) */
 #define TG_GEMM_PARALLEL_MIN (1 << 20)  /* m*n*k below this runs on the calling thread */
+#define TG_GEMM_MAX_PARTS 256           /* one part per thread (tg_threads_set allows 256) */
 
 /* ---- the portable micro-kernel (4 x 16; compilers vectorize the j loop) ---- */
 
 static void micro_portable(int64_t kc, const float *restrict a, const float *restrict b, float *restrict c,
-                           int64_t ldc, int accumulate)
+                           int64_t ldc, int accumulate, int rows, int cols)
 {
     float acc[4][16] = {{0}};
     for (int64_t p = 0; p < kc; p++) {
@@ -41,8 +46,8 @@ static void micro_portable(int64_t kc, const float *restrict a, const float *res
         a += 4;
         b += 16;
     }
-    for (int r = 0; r < 4; r++)
-        for (int j = 0; j < 16; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
+    for (int r = 0; r < rows; r++)
+        for (int j = 0; j < cols; j++) c[r * ldc + j] = accumulate ? c[r * ldc + j] + acc[r][j] : acc[r][j];
 }
 
 static const tg_gemm_kernel kernel_portable = {
@@ -125,7 +130,8 @@ typedef struct gemm_job {
     int64_t ldc;
     int beta_zero;
     int64_t kc;            /* K block, from k alone */
-    int split_n;           /* threads take ranges of nr-column (1) or mr-row (0) units */
+    int split_n;           /* parts are column (1) or row (0) ranges */
+    int64_t bounds[TG_GEMM_MAX_PARTS + 1];   /* part t: [bounds[t], bounds[t+1]) of those */
 } gemm_job;
 
 static int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
@@ -145,13 +151,13 @@ static void pack_a(const gemm_job *job, int64_t i0, int64_t mc, int64_t p0, int6
 {
     const int mr = job->kernel->mr;
     const int64_t rs = job->a.rs, cs = job->a.cs;
+    if (job->kernel->pack_a &&
+        job->kernel->pack_a(element_address(&job->a, job->bf16, i0 * rs + p0 * cs), job->bf16, rs, cs, mc, kc, dst))
+        return;
     for (int64_t ir = 0; ir < mc; ir += mr) {
         int64_t rows = mc - ir < mr ? mc - ir : mr;
         float *restrict panel = dst + ir * kc;   /* [kc][mr] */
         int64_t origin = (i0 + ir) * rs + p0 * cs;
-        if (job->kernel->pack_a &&
-            job->kernel->pack_a(element_address(&job->a, job->bf16, origin), job->bf16, rs, cs, rows, kc, panel))
-            continue;
         if (rows < mr) memset(panel, 0, sizeof(float) * (size_t)(kc * mr));
         if (!job->bf16 && rs == 1) {
             const float *src = (const float *)job->a.data + origin;
@@ -173,13 +179,13 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
 {
     const int nr = job->kernel->nr;
     const int64_t rs = job->b.rs, cs = job->b.cs;
+    if (job->kernel->pack_b &&
+        job->kernel->pack_b(element_address(&job->b, job->bf16, p0 * rs + j0 * cs), job->bf16, cs, rs, nc, kc, dst))
+        return;
     for (int64_t jr = 0; jr < nc; jr += nr) {
         int64_t cols = nc - jr < nr ? nc - jr : nr;
         float *restrict panel = dst + jr * kc;   /* [kc][nr] */
         int64_t origin = p0 * rs + (j0 + jr) * cs;
-        if (job->kernel->pack_b &&
-            job->kernel->pack_b(element_address(&job->b, job->bf16, origin), job->bf16, cs, rs, cols, kc, panel))
-            continue;
         if (cols < nr) memset(panel, 0, sizeof(float) * (size_t)(kc * nr));
         if (!job->bf16 && cs == 1) {
             const float *src = (const float *)job->b.data + origin;
@@ -200,30 +206,20 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
     }
 }
 
-/* All micro-tiles of one packed A block against one packed B block. */
+/* All micro-tiles of one packed A block against one packed B block (edge tiles included:
+ * the micro-kernel writes only the rows and columns that exist). */
 static void macro_kernel(const gemm_job *job, int64_t ic, int64_t mc, int64_t jc, int64_t nc, int64_t kc,
                          int accumulate, const float *a_packed, const float *b_packed)
 {
     const tg_gemm_kernel *kernel = job->kernel;
     const int mr = kernel->mr, nr = kernel->nr;
-    float tile[TG_GEMM_MAX_TILE] __attribute__((aligned(64)));   /* [mr][nr] for edge tiles */
     for (int64_t jr = 0; jr < nc; jr += nr) {
-        int64_t cols = nc - jr < nr ? nc - jr : nr;
+        int cols = nc - jr < nr ? (int)(nc - jr) : nr;
         const float *b_panel = b_packed + jr * kc;
         for (int64_t ir = 0; ir < mc; ir += mr) {
-            int64_t rows = mc - ir < mr ? mc - ir : mr;
-            const float *a_panel = a_packed + ir * kc;
-            float *c = job->c + (ic + ir) * job->ldc + jc + jr;
-            if (rows == mr && cols == nr) {
-                kernel->micro(kc, a_panel, b_panel, c, job->ldc, accumulate);
-                continue;
-            }
-            kernel->micro(kc, a_panel, b_panel, tile, nr, 0);
-            for (int64_t r = 0; r < rows; r++)
-                for (int64_t j = 0; j < cols; j++) {
-                    float *out = c + r * job->ldc + j;
-                    *out = accumulate ? *out + tile[r * nr + j] : tile[r * nr + j];
-                }
+            int rows = mc - ir < mr ? (int)(mc - ir) : mr;
+            kernel->micro(kc, a_packed + ir * kc, b_panel, job->c + (ic + ir) * job->ldc + jc + jr, job->ldc,
+                          accumulate, rows, cols);
         }
     }
 }
@@ -247,64 +243,108 @@ static void gemm_unpacked(const gemm_job *job, int64_t i0, int64_t i1, int64_t j
         }
 }
 
-/* NOTE: when the thread's rows fit one A block (m <= mc: most conv and linear shapes),
- * each B micro-panel is packed right before its use, while it is hot in L1, instead of
- * packing a whole kc x nc block that would spill to L3 and be read back. */
+/* NOTE: two loop orders. When the thread's whole packed A (all of K) fits in L2
+ * (TG_GEMM_WHOLE_A_BYTES: the small-M shapes of convolutions and linear layers), A is packed
+ * once and B is walked in column chunks, all K blocks of a chunk in a row, so the chunk of C
+ * stays in cache between K blocks and B (often the largest operand, read once) is packed in
+ * long contiguous runs. Otherwise Goto's order: B blocks kc x nc (L3), A blocks mc x kc (L2),
+ * B micro-panels kc x nr (L1). Either way each C element sums the same K blocks in
+ * increasing order, so the choice never changes a bit of the result. */
 static void gemm_block(const gemm_job *job, int64_t i0, int64_t i1, int64_t j0, int64_t j1)
 {
     const tg_gemm_kernel *kernel = job->kernel;
-    const int64_t mr = kernel->mr, nr = kernel->nr;
-    const int single_a_block = i1 - i0 <= kernel->mc;
-    int64_t mc_max = single_a_block ? round_up(i1 - i0, mr) : kernel->mc;
-    int64_t nc_max = single_a_block ? nr : kernel->nc < j1 - j0 ? kernel->nc : round_up(j1 - j0, nr);
+    const int64_t nr = kernel->nr;
+    const int64_t m_pad = round_up(i1 - i0, kernel->mr);
+    const int whole_a = m_pad * job->k * (int64_t)sizeof(float) <= TG_GEMM_WHOLE_A_BYTES;
+    int64_t nc_max = whole_a ? TG_GEMM_B_CHUNK_BYTES / ((int64_t)sizeof(float) * job->kc) / nr * nr : kernel->nc;
+    if (nc_max < nr) nc_max = nr;
+    if (nc_max > round_up(j1 - j0, nr)) nc_max = round_up(j1 - j0, nr);
+    size_t a_need = (size_t)(whole_a ? m_pad * job->k : (m_pad < kernel->mc ? m_pad : kernel->mc) * job->kc);
     gemm_buffers *buffers = thread_buffers();
-    float *a_packed = buffers ? grow(&buffers->a, &buffers->a_floats, (size_t)(mc_max * job->kc)) : NULL;
+    float *a_packed = buffers ? grow(&buffers->a, &buffers->a_floats, a_need) : NULL;
     float *b_packed = buffers ? grow(&buffers->b, &buffers->b_floats, (size_t)(nc_max * job->kc)) : NULL;
     if (!a_packed || !b_packed) {
         gemm_unpacked(job, i0, i1, j0, j1);
         return;
     }
-    if (single_a_block) {
-        for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+    if (whole_a) {
+        for (int64_t pc = 0; pc < job->k; pc += job->kc) {   /* [k blocks][m_pad/mr][kc][mr] */
             int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
-            int accumulate = !(job->beta_zero && pc == 0);
-            pack_a(job, i0, i1 - i0, pc, kc, a_packed);
-            for (int64_t jr = j0; jr < j1; jr += nr) {
-                int64_t cols = j1 - jr < nr ? j1 - jr : nr;
-                pack_b(job, pc, kc, jr, cols, b_packed);
-                macro_kernel(job, i0, i1 - i0, jr, cols, kc, accumulate, a_packed, b_packed);
+            pack_a(job, i0, i1 - i0, pc, kc, a_packed + m_pad * pc);
+        }
+        for (int64_t jc = j0; jc < j1; jc += nc_max) {
+            int64_t nc = j1 - jc < nc_max ? j1 - jc : nc_max;
+            for (int64_t pc = 0; pc < job->k; pc += job->kc) {
+                int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
+                pack_b(job, pc, kc, jc, nc, b_packed);
+                macro_kernel(job, i0, i1 - i0, jc, nc, kc, !(job->beta_zero && pc == 0), a_packed + m_pad * pc,
+                             b_packed);
             }
         }
         return;
     }
-    for (int64_t jc = j0; jc < j1; jc += kernel->nc) {
-        int64_t nc = j1 - jc < kernel->nc ? j1 - jc : kernel->nc;
+    for (int64_t jc = j0; jc < j1; jc += nc_max) {
+        int64_t nc = j1 - jc < nc_max ? j1 - jc : nc_max;
         for (int64_t pc = 0; pc < job->k; pc += job->kc) {
             int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
-            int accumulate = !(job->beta_zero && pc == 0);
             pack_b(job, pc, kc, jc, nc, b_packed);
             for (int64_t ic = i0; ic < i1; ic += kernel->mc) {
                 int64_t mc = i1 - ic < kernel->mc ? i1 - ic : kernel->mc;
                 pack_a(job, ic, mc, pc, kc, a_packed);
-                macro_kernel(job, ic, mc, jc, nc, kc, accumulate, a_packed, b_packed);
+                macro_kernel(job, ic, mc, jc, nc, kc, !(job->beta_zero && pc == 0), a_packed, b_packed);
             }
         }
     }
 }
 
+/* Parts [begin, end) are contiguous, so a caller running several of them inline (from
+ * inside a worker) computes them as one block. */
 static void gemm_range(void *ctx, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const gemm_job *job = ctx;
-    if (job->split_n) {
-        int64_t nr = job->kernel->nr;
-        int64_t j1 = end * nr < job->n ? end * nr : job->n;
-        gemm_block(job, 0, job->m, begin * nr, j1);
-    } else {
-        int64_t mr = job->kernel->mr;
-        int64_t i1 = end * mr < job->m ? end * mr : job->m;
-        gemm_block(job, begin * mr, i1, 0, job->n);
+    if (job->bounds[begin] == job->bounds[end]) return;
+    if (job->split_n) gemm_block(job, 0, job->m, job->bounds[begin], job->bounds[end]);
+    else gemm_block(job, job->bounds[begin], job->bounds[end], 0, job->n);
+}
+
+/* Cuts [0, extent) into `parts` ranges of whole units (tiles) as equal as can be. */
+static void cut(int64_t extent, int64_t unit, int64_t parts, int64_t *bounds)
+{
+    int64_t units = (extent + unit - 1) / unit;
+    for (int64_t t = 0; t <= parts; t++) {
+        int64_t at = (units * t + parts / 2) / parts * unit;
+        bounds[t] = at < extent ? at : extent;
     }
+}
+
+/* Estimated cycles of the slowest part: its FMAs (one per row, 16 columns and k step, two
+ * per cycle) and its packing (about half a cycle per element; the operand that is not
+ * split is packed whole by every part). */
+static double split_cost(const gemm_job *job, int split_n, const int64_t *bounds, int64_t parts)
+{
+    double worst = 0.0;
+    for (int64_t t = 0; t < parts; t++) {
+        double size = (double)(bounds[t + 1] - bounds[t]);
+        double rows = split_n ? (double)job->m : size, cols = split_n ? size : (double)job->n;
+        double fma = rows * (double)((int64_t)(cols + 15) / 16) * (double)job->k * 0.5;
+        double pack = 0.5 * (double)job->k * (rows + cols);
+        if (fma + pack > worst) worst = fma + pack;
+    }
+    return worst;
+}
+
+/* NOTE: the parts may fall anywhere without changing a bit of C: every element is one FMA
+ * chain per K block whatever tile or part holds it. So the split is chosen for speed alone:
+ * along N or M, whichever gives the cheaper slowest part (duplicated packing counted),
+ * cut on tile boundaries into parts as equal as can be. */
+static void choose_split(gemm_job *job, int64_t parts)
+{
+    int64_t by_n[TG_GEMM_MAX_PARTS + 1];
+    cut(job->n, job->kernel->nr, parts, by_n);
+    cut(job->m, job->kernel->mr, parts, job->bounds);
+    job->split_n = split_cost(job, 1, by_n, parts) < split_cost(job, 0, job->bounds, parts);
+    if (job->split_n) memcpy(job->bounds, by_n, sizeof(int64_t) * (size_t)(parts + 1));
 }
 
 static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, int64_t k, const void *a, int64_t lda,
@@ -325,12 +365,12 @@ static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, i
     };
     int64_t k_blocks = (k + kernel->kc - 1) / kernel->kc;
     job.kc = (k + k_blocks - 1) / k_blocks;
-    int64_t units_m = (job.m + kernel->mr - 1) / kernel->mr;
-    int64_t units_n = (job.n + kernel->nr - 1) / kernel->nr;
-    job.split_n = units_n >= units_m;
-    int64_t units = job.split_n ? units_n : units_m;
-    if ((double)m * (double)n * (double)k < TG_GEMM_PARALLEL_MIN) gemm_range(&job, 0, units, 0);
-    else tg_parallel_for(units, 1, gemm_range, &job);
+    int64_t parts = (double)m * (double)n * (double)k < TG_GEMM_PARALLEL_MIN ? 1 : tg_threads_count();
+    if (parts > TG_GEMM_MAX_PARTS) parts = TG_GEMM_MAX_PARTS;
+    if (parts < 1) parts = 1;
+    choose_split(&job, parts);
+    if (parts == 1) gemm_range(&job, 0, 1, 0);
+    else tg_parallel_for(parts, 1, gemm_range, &job);
 }
 
 /* ---- the OpenBLAS reference path ---- */

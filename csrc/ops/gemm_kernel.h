@@ -1,25 +1,27 @@
 /* gemm_kernel.h: the micro-kernel interface between the GEMM driver (gemm.c) and its
  * instruction-set variants (gemm_avx512.c). Private to csrc/ops; callers use gemm.h.
  *
- * A micro-kernel computes one mr x nr tile of C from a packed A micro-panel and a
- * packed B micro-panel:
+ * A micro-kernel computes one rows x cols tile (rows <= mr, cols <= nr) of C from a packed
+ * A micro-panel and a packed B micro-panel:
  *   acc[r][j] = sum over p in [0, kc), in increasing p, of a_panel[p*mr + r] * b_panel[p*nr + j]
  *   c[r*ldc + j] = acc[r][j]              (accumulate == 0)
  *   c[r*ldc + j] = c[r*ldc + j] + acc[r][j] (accumulate == 1)
- * NOTE: acc always starts from zero and C is added once at the end, so a tile computed
- * into a scratch tile and merged later gives the same bits as one written in place;
- * that is what makes edge tiles and thread splits invisible in the results. */
+ * for r < rows, j < cols; nothing else of C is read or written.
+ * NOTE: acc always starts from zero and C is added once at the end, and each element's
+ * chain of operations does not depend on rows or cols; that is what makes edge tiles and
+ * thread splits invisible in the results. */
 #ifndef TG_GEMM_KERNEL_H
 #define TG_GEMM_KERNEL_H
 
 #include <stdint.h>
 
 typedef void (*tg_gemm_micro_fn)(int64_t kc, const float *a_panel, const float *b_panel,
-                                 float *c, int64_t ldc, int accumulate);
+                                 float *c, int64_t ldc, int accumulate, int rows, int cols);
 
-/* Packs one micro-panel: count (<= mr or nr) lines of kc elements of a float32 or bfloat16
- * (bf16 != 0) matrix, element (line, p) at src[line*line_stride + p*p_stride], into
- * panel[p*width + line] (width = mr or nr), zeros past count. Returns 0 when it does
+/* Packs a block: count lines of kc elements of a float32 or bfloat16 (bf16 != 0) matrix,
+ * element (line, p) at src[line*line_stride + p*p_stride], as ceil(count / width)
+ * micro-panels (width = mr or nr), panel g at panel[g*kc*width], element (line, p) at
+ * panel[g*kc*width + p*width + line - g*width], zeros past count. Returns 0 when it does
  * not handle these strides (the driver then packs with plain loops). */
 typedef int (*tg_gemm_pack_fn)(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
                                int64_t kc, float *panel);

@@ -17,6 +17,14 @@ int tg_py_tensor_from_object(PyObject *obj, tg_tensor *out, const char *what);
 PyObject *tg_py_tensor_wrap(tg_tensor *tensor);
 
 extern PyTypeObject tg_py_tensor_type;
+
+/* The C tensor inside a trugrade._C.Tensor; NULL with TypeError for anything else. */
+tg_tensor *tg_py_tensor_of(PyObject *obj);
+
+/* DLPack (dlpack.c): Tensor.__dlpack__, Tensor.__dlpack_device__, _C.tensor_from_dlpack. */
+PyObject *tg_py_tensor_dlpack(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_tensor_dlpack_device(PyObject *self, PyObject *unused);
+PyObject *tg_py_tensor_from_dlpack(PyObject *self, PyObject *capsule);
 extern PyTypeObject tg_py_graph_type;
 extern PyTypeObject tg_py_model_type;
 extern PyMethodDef tg_py_models_methods[];

@@ -231,19 +231,50 @@ static PyGetSetDef tensor_getset[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* NOTE: dtype="bfloat16" reinterprets a uint16 array as raw bfloat16 bits (sharing its
+ * memory); rounding from float32 is trugrade.Tensor's job, before it gets here. */
 static PyObject *tensor_new(PyTypeObject *type, PyObject *args, PyObject *kwargs)
 {
     PyObject *source;
-    static char *keywords[] = {"array", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O", keywords, &source)) return NULL;
+    const char *dtype = NULL;
+    static char *keywords[] = {"array", "dtype", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "O|z", keywords, &source, &dtype)) return NULL;
     TensorObject *self = (TensorObject *)type->tp_alloc(type, 0);
     if (!self) return NULL;
     if (tg_py_tensor_from_object(source, &self->tensor, "array") != 0) {
         Py_DECREF(self);
         return NULL;
     }
+    if (dtype && strcmp(dtype, tg_dtype_name(self->tensor.dtype)) != 0) {
+        if (strcmp(dtype, "bfloat16") == 0 && self->tensor.dtype == TG_DTYPE_U16) {
+            self->tensor.dtype = TG_DTYPE_BF16;
+        } else {
+            PyErr_Format(exception_for_status[TG_STATUS_DTYPE],
+                         "Tensor: array of %s cannot be taken as dtype '%s' (bfloat16 takes uint16 bits; "
+                         "trugrade.Tensor(float_array, dtype='bfloat16') rounds floats)",
+                         tg_dtype_name(self->tensor.dtype), dtype);
+            Py_DECREF(self);
+            return NULL;
+        }
+    }
     return (PyObject *)self;
 }
+
+tg_tensor *tg_py_tensor_of(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, &tg_py_tensor_type)) {
+        PyErr_Format(PyExc_TypeError, "expected a trugrade Tensor (got %.100s)", Py_TYPE(obj)->tp_name);
+        return NULL;
+    }
+    return &((TensorObject *)obj)->tensor;
+}
+
+static PyMethodDef tensor_methods[] = {
+    {"__dlpack__", (PyCFunction)(void (*)(void))tg_py_tensor_dlpack, METH_VARARGS | METH_KEYWORDS,
+     "__dlpack__(*, stream=None, max_version=None, dl_device=None, copy=None) -> DLPack capsule (CPU, no copy)"},
+    {"__dlpack_device__", tg_py_tensor_dlpack_device, METH_NOARGS, "__dlpack_device__() -> (1, 0): the CPU"},
+    {NULL, NULL, 0, NULL},
+};
 
 PyTypeObject tg_py_tensor_type = {
     PyVarObject_HEAD_INIT(NULL, 0)
@@ -255,6 +286,7 @@ PyTypeObject tg_py_tensor_type = {
     .tp_doc = "A C tensor. Tensor(array) shares a C-contiguous numpy array's memory; "
               "numpy.asarray(tensor) views the tensor's memory and keeps it alive.",
     .tp_getset = tensor_getset,
+    .tp_methods = tensor_methods,
     .tp_new = tensor_new,
 };
 
@@ -305,6 +337,8 @@ static PyMethodDef module_methods[] = {
     {"_set_result_type", py_set_result_type, METH_O, "_set_result_type(cls): the Tensor subclass C results use"},
     {"set_num_threads", py_set_num_threads, METH_O, "set_num_threads(n): threads the kernels use."},
     {"get_num_threads", py_get_num_threads, METH_NOARGS, "get_num_threads() -> int"},
+    {"tensor_from_dlpack", tg_py_tensor_from_dlpack, METH_O,
+     "tensor_from_dlpack(capsule) -> Tensor sharing the producer's memory (consumes the capsule)"},
     TG_PY_OPS_METHODS
     TG_PY_GEMM_BENCH_METHODS
     TG_PY_AUGMENT_METHODS

@@ -125,9 +125,9 @@ static void test_against_naive(tg_gemm_backend backend)
         runs++;
         problem_free(&p);
     }
-    /* larger shapes: several K blocks, several mc blocks, thin matrices */
-    static const int64_t big[][3] = {{300, 70, 600}, {40, 400, 300}, {129, 33, 520}, {512, 9, 100}};
-    for (int s = 0; s < 4; s++)
+    /* larger shapes: several K blocks, several mc blocks, both loop orders, thin matrices */
+    static const int64_t big[][3] = {{300, 70, 600}, {40, 400, 300}, {129, 33, 520}, {512, 9, 100}, {600, 50, 300}};
+    for (int s = 0; s < 5; s++)
         for (int t = 0; t < 4; t++) {
             problem p;
             problem_init(&p, t & 1, t >> 1, big[s][0], big[s][1], big[s][2], 1);
@@ -137,7 +137,7 @@ static void test_against_naive(tg_gemm_backend backend)
             problem_free(&p);
         }
     CHECK(failures == 0);
-    CHECK(runs == 276);
+    CHECK(runs == 280);
     tg_gemm_backend_set(TG_GEMM_BACKEND_AUTO);
 }
 
@@ -160,12 +160,13 @@ static void test_against_openblas(void)
     CHECK(ok);
 }
 
-/* Same bits with 1 and 2 threads (shapes above the parallel threshold, split on M and N). */
+/* Same bits with 1 and 2 threads (shapes above the parallel threshold, split on M and N;
+ * 300 x 20 x 600 takes Goto's loop order on one thread and the whole-A order on two). */
 static void test_thread_invariance(void)
 {
-    static const int64_t shapes[][3] = {{130, 97, 100}, {33, 300, 129}, {200, 45, 300}, {70, 70, 600}};
+    static const int64_t shapes[][3] = {{130, 97, 100}, {33, 300, 129}, {200, 45, 300}, {70, 70, 600}, {300, 20, 600}};
     int identical = 1;
-    for (int s = 0; s < 4; s++)
+    for (int s = 0; s < 5; s++)
         for (int bf16 = 0; bf16 < 2; bf16++) {
             problem p;
             problem_init(&p, s & 1, bf16, shapes[s][0], shapes[s][1], shapes[s][2], 0);
