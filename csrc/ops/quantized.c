@@ -1,0 +1,467 @@
+/* quantized.c: quantized_conv2d and quantized_linear, the int8 inference ops that
+ * models/quantize.c puts in place of conv2d and linear.
+ *
+ * Both quantize their float32 x to uint8 with the calibrated input_scale and
+ * input_zero_point (exactly ONNX QuantizeLinear), multiply it by int8 weights that are
+ * quantized symmetrically per output channel (weight_scale [O], zero point 0) with
+ * int32 accumulation (qgemm.c), and dequantize to float32 adding the float bias:
+ *   y[., o] = input_scale * weight_scale[o] * sum_k (q[., k] - zero_point) * w[o, k] + bias[o]
+ * Inference only (no backward). Their ONNX form is QDQ: QuantizeLinear ->
+ * DequantizeLinear on x, DequantizeLinear (axis 0) on the int8 weight, then Conv or
+ * Gemm, which onnxruntime and TensorRT fuse into integer kernels.
+ * Not here: choosing the scales (models/quantize.c); uint8 outputs (each op
+ * dequantizes, and the ops after it run in float32). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../export/onnx.h"
+#include "conv.h"
+#include "op.h"
+#include "qgemm.h"
+
+#define TG_QCONV_MIN_ROWS 1024                 /* images per block until the GEMM has this many rows */
+#define TG_QCONV_COL_BUDGET ((int64_t)1 << 23) /* bytes of the im2col block */
+
+static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* ---- shared pieces ---- */
+
+/* input_scale > 0 and finite, input_zero_point in [0, 255]. */
+static tg_status check_input_quantization(const char *op, double scale, int64_t zero_point)
+{
+    if (!(scale > 0) || !isfinite(scale) || !isfinite((float)scale) || (float)scale == 0.0f)
+        return tg_error(TG_STATUS_VALUE, "%s: input_scale must be a positive finite float32, got %g", op, scale);
+    if (zero_point < 0 || zero_point > 255)
+        return tg_error(TG_STATUS_VALUE, "%s: input_zero_point must be in [0, 255] (uint8), got %lld", op,
+                        (long long)zero_point);
+    return TG_STATUS_OK;
+}
+
+/* weight int8 [O, ...], weight_scale float32 [O], bias float32 [O] or absent. */
+static tg_status check_weight(const char *op, const tg_tensor *const *in, int n_in, int weight_ndim)
+{
+    char ws[96], ss[96];
+    TG_TRY(tg_check_dtype(in[0], TG_DTYPE_F32, op, "x"));
+    TG_TRY(tg_check_dtype(in[1], TG_DTYPE_I8, op, "weight"));
+    TG_TRY(tg_check_ndim(in[1], weight_ndim, op, "weight"));
+    TG_TRY(tg_check_dtype(in[2], TG_DTYPE_F32, op, "weight_scale"));
+    int64_t o = in[1]->shape[0];
+    if (in[2]->ndim != 1 || in[2]->shape[0] != o)
+        return tg_error(TG_STATUS_SHAPE, "%s: weight_scale has shape %s, expected (%lld,) (one per output channel "
+                        "of weight %s)", op, tg_shape_str(in[2], ss, sizeof ss), (long long)o,
+                        tg_shape_str(in[1], ws, sizeof ws));
+    if (n_in > 3 && in[3]) {
+        TG_TRY(tg_check_dtype(in[3], TG_DTYPE_F32, op, "bias"));
+        if (in[3]->ndim != 1 || in[3]->shape[0] != o)
+            return tg_error(TG_STATUS_SHAPE, "%s: bias has shape %s, expected (%lld,) (the weight's output channels)",
+                            op, tg_shape_str(in[3], ss, sizeof ss), (long long)o);
+    }
+    return TG_STATUS_OK;
+}
+
+/* The per-channel dequantisation of one GEMM output block. */
+typedef struct dequant_ctx {
+    const int32_t *acc;      /* [rows, ldacc] */
+    int64_t ldacc;
+    const int32_t *sums;     /* [channels] weight row sums */
+    const float *scale;      /* [channels] weight_scale */
+    const float *bias;       /* [channels] or NULL */
+    float input_scale;
+    int32_t zero_point;
+    float *y;
+    int64_t channels;
+    int64_t plane;           /* conv: rows per image; the output is [images, out_channels, plane] */
+    int64_t y_channels;      /* conv: the output's channel count (all groups) */
+} dequant_ctx;
+
+static inline float dequantize(const dequant_ctx *c, int32_t acc, int64_t j)
+{
+    float value = (float)(acc - c->zero_point * c->sums[j]) * (c->input_scale * c->scale[j]);
+    return c->bias ? value + c->bias[j] : value;
+}
+
+/* ---- quantized_conv2d: x [N, C, H, W] float32, weight [O, C/groups, kH, kW] int8,
+ * weight_scale [O], bias [O] -> [N, O, Ho, Wo] float32 ----
+ * The batch is cut into blocks of images (fixed by the shapes); per block x is
+ * quantized to uint8 channels-last, then per group unrolled into rows
+ * [image, oh, ow] x [kh, kw, c] (a copy of c contiguous bytes per kernel tap) that
+ * multiply the weight permuted to [o, kh, kw, c]. */
+
+typedef struct qconv_attrs {
+    int64_t stride[2], padding[2], dilation[2];
+    int64_t groups;
+    double input_scale;
+    int64_t input_zero_point;
+} qconv_attrs;
+
+static const char *const qconv_inputs[] = {"x", "weight", "weight_scale", "?bias", NULL};
+
+static const tg_attr_spec qconv_attr_specs[] = {
+    {"stride", TG_ATTR_KIND_INT_PAIR, offsetof(qconv_attrs, stride), 1, 0},
+    {"padding", TG_ATTR_KIND_INT_PAIR, offsetof(qconv_attrs, padding), 0, 0},
+    {"dilation", TG_ATTR_KIND_INT_PAIR, offsetof(qconv_attrs, dilation), 1, 0},
+    {"groups", TG_ATTR_KIND_INT, offsetof(qconv_attrs, groups), 1, 0},
+    {"input_scale", TG_ATTR_KIND_FLOAT, offsetof(qconv_attrs, input_scale), 0, 1},
+    {"input_zero_point", TG_ATTR_KIND_INT, offsetof(qconv_attrs, input_zero_point), 0, 0},
+};
+
+/* The shapes of one call and how its scratch is cut. */
+typedef struct qconv_plan {
+    tg_conv_geom g;
+    int64_t cg, og, k, lda;   /* channels in / out per group, k = kh*kw*cg, im2col row stride */
+    int64_t plane;            /* ho * wo */
+    int64_t images;           /* per block */
+    size_t packed_bytes;      /* per group */
+    /* scratch offsets */
+    size_t off_permuted, off_packed, off_sums, off_xq, off_col, off_acc, total;
+} qconv_plan;
+
+static tg_status qconv_make_plan(const tg_tensor *const *in, int n_in, const qconv_attrs *a, qconv_plan *p)
+{
+    const char *op = "quantized_conv2d";
+    char xs[96], ws[96];
+    TG_TRY(check_weight(op, in, n_in, 4));
+    TG_TRY(tg_check_ndim(in[0], 4, op, "x"));
+    TG_TRY(check_input_quantization(op, a->input_scale, a->input_zero_point));
+    for (int i = 0; i < 2; i++)
+        if (a->stride[i] < 1 || a->dilation[i] < 1 || a->padding[i] < 0)
+            return tg_error(TG_STATUS_VALUE, "quantized_conv2d: stride and dilation must be >= 1 and padding >= 0, "
+                            "got stride (%lld, %lld), padding (%lld, %lld), dilation (%lld, %lld)",
+                            (long long)a->stride[0], (long long)a->stride[1], (long long)a->padding[0],
+                            (long long)a->padding[1], (long long)a->dilation[0], (long long)a->dilation[1]);
+    const tg_tensor *x = in[0], *w = in[1];
+    tg_conv_geom *g = &p->g;
+    *g = (tg_conv_geom){.n = x->shape[0], .c = x->shape[1], .h = x->shape[2], .w = x->shape[3],
+                        .o = w->shape[0], .kh = w->shape[2], .kw = w->shape[3],
+                        .sh = a->stride[0], .sw = a->stride[1], .ph = a->padding[0], .pw = a->padding[1],
+                        .dh = a->dilation[0], .dw = a->dilation[1], .groups = a->groups};
+    if (g->groups < 1 || g->c % g->groups || g->o % g->groups || w->shape[1] * g->groups != g->c)
+        return tg_error(TG_STATUS_SHAPE, "quantized_conv2d: x %s and weight %s do not match groups=%lld; weight must "
+                        "be [out_channels, in_channels / groups, kH, kW]", tg_shape_str(x, xs, sizeof xs),
+                        tg_shape_str(w, ws, sizeof ws), (long long)g->groups);
+    int64_t eff_h = g->dh * (g->kh - 1) + 1, eff_w = g->dw * (g->kw - 1) + 1;
+    if (g->kh < 1 || g->kw < 1 || g->h + 2 * g->ph < eff_h || g->w + 2 * g->pw < eff_w)
+        return tg_error(TG_STATUS_SHAPE, "quantized_conv2d: x %s padded by (%lld, %lld) is smaller than the dilated "
+                        "kernel (%lld, %lld); use a larger input or more padding", tg_shape_str(x, xs, sizeof xs),
+                        (long long)g->ph, (long long)g->pw, (long long)eff_h, (long long)eff_w);
+    g->ho = (g->h + 2 * g->ph - eff_h) / g->sh + 1;
+    g->wo = (g->w + 2 * g->pw - eff_w) / g->sw + 1;
+    p->cg = g->c / g->groups;
+    p->og = g->o / g->groups;
+    p->k = p->cg * g->kh * g->kw;
+    if (p->k > TG_QGEMM_MAX_K)
+        return tg_error(TG_STATUS_SHAPE, "quantized_conv2d: in_channels / groups * kH * kW = %lld exceeds %d, where "
+                        "int32 accumulation could overflow; keep this layer in float32", (long long)p->k,
+                        TG_QGEMM_MAX_K);
+    p->lda = tg_qgemm_lda(p->k);
+    p->plane = g->ho * g->wo;
+    int64_t want = (TG_QCONV_MIN_ROWS + p->plane - 1) / max64(p->plane, 1);
+    int64_t budget = TG_QCONV_COL_BUDGET / max64(p->plane * p->lda, 1);
+    p->images = max64(1, min64(g->n, min64(want, budget)));
+    int64_t rows = p->images * p->plane;
+    p->packed_bytes = tg_align64(tg_qgemm_packed_bytes(p->og, p->k));
+    p->off_permuted = 0;
+    p->off_packed = p->off_permuted + tg_align64((size_t)(p->og * p->k));
+    p->off_sums = p->off_packed + p->packed_bytes * (size_t)g->groups;
+    p->off_xq = p->off_sums + tg_align64(sizeof(int32_t) * (size_t)g->o);
+    p->off_col = p->off_xq + tg_align64((size_t)(p->images * g->h * g->w * g->c));
+    p->off_acc = p->off_col + tg_align64((size_t)(rows * p->lda));
+    p->total = p->off_acc + tg_align64(sizeof(int32_t) * (size_t)(rows * p->og));
+    return TG_STATUS_OK;
+}
+
+static tg_status qconv_infer(const tg_tensor *const *in, int n_in, const void *attrs, tg_tensor *out,
+                             tg_op_sizes *sizes)
+{
+    qconv_plan p = {0};
+    TG_TRY(qconv_make_plan(in, n_in, attrs, &p));
+    sizes->scratch_forward = p.total;
+    int64_t shape[4] = {p.g.n, p.g.o, p.g.ho, p.g.wo};
+    return tg_tensor_set_shape(out, TG_DTYPE_F32, 4, shape);
+}
+
+typedef struct qconv_ctx {
+    const qconv_plan *p;
+    const float *x;          /* [N, C, H, W] */
+    uint8_t *xq;             /* [images, H, W, C] */
+    uint8_t *col;            /* [images * plane, lda] */
+    int64_t first_image;     /* of the block */
+    int64_t group;
+    float input_scale;
+    int32_t zero_point;
+    dequant_ctx dq;
+} qconv_ctx;
+
+/* Items: (image, input row) of the block; x NCHW -> xq NHWC uint8. */
+static void qconv_quantize_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const qconv_ctx *c = arg;
+    const tg_conv_geom *g = &c->p->g;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t image = item / g->h, h = item % g->h;
+        const float *src = c->x + ((c->first_image + image) * g->c * g->h + h) * g->w;   /* channel 0's row */
+        uint8_t *dst = c->xq + (image * g->h + h) * g->w * g->c;                          /* [W, C] */
+        for (int64_t ch = 0; ch < g->c; ch++) {
+            const float *row = src + ch * g->h * g->w;   /* [W] */
+            for (int64_t w = 0; w < g->w; w++) dst[w * g->c + ch] = tg_quantize_u8(row[w], c->input_scale, c->zero_point);
+        }
+    }
+}
+
+/* Items: GEMM rows (image, oh, ow) of the block; one row is [kh, kw, c of the group]. */
+static void qconv_im2row_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const qconv_ctx *c = arg;
+    const qconv_plan *p = c->p;
+    const tg_conv_geom *g = &p->g;
+    for (int64_t r = begin; r < end; r++) {
+        int64_t image = r / p->plane, pos = r % p->plane, oh = pos / g->wo, ow = pos % g->wo;
+        uint8_t *dst = c->col + r * p->lda;   /* [lda] */
+        for (int64_t i = 0; i < g->kh; i++) {
+            int64_t ih = oh * g->sh - g->ph + i * g->dh;
+            for (int64_t j = 0; j < g->kw; j++, dst += p->cg) {
+                int64_t iw = ow * g->sw - g->pw + j * g->dw;
+                if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) memset(dst, c->zero_point, (size_t)p->cg);
+                else memcpy(dst, c->xq + ((image * g->h + ih) * g->w + iw) * g->c + c->group * p->cg, (size_t)p->cg);
+            }
+        }
+        memset(dst, 0, (size_t)(p->lda - p->k));
+    }
+}
+
+/* Items: (image, channel of the group); the accumulators are [rows, og]. */
+static void qconv_dequantize_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const qconv_ctx *c = arg;
+    const qconv_plan *p = c->p;
+    const dequant_ctx *d = &c->dq;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t image = item / p->og, j = item % p->og, channel = c->group * p->og + j;
+        const int32_t *acc = d->acc + image * p->plane * p->og + j;                           /* stride og */
+        float *y = d->y + ((c->first_image + image) * d->y_channels + channel) * p->plane;   /* [plane] */
+        for (int64_t pos = 0; pos < p->plane; pos++) y[pos] = dequantize(d, acc[pos * p->og], channel);
+    }
+}
+
+static tg_status qconv_forward(const tg_op_io *io)
+{
+    qconv_plan p = {0};
+    const qconv_attrs *a = io->attrs;
+    TG_TRY(qconv_make_plan(io->in, io->n_in, a, &p));
+    const tg_conv_geom *g = &p.g;
+    unsigned char *scratch = io->scratch;
+    int8_t *permuted = (int8_t *)(scratch + p.off_permuted);   /* [og, kh, kw, cg] */
+    int8_t *packed = (int8_t *)(scratch + p.off_packed);       /* [groups][packed_bytes] */
+    int32_t *sums = (int32_t *)(scratch + p.off_sums);         /* [O] */
+    const int8_t *w = io->in[1]->data;                         /* [O, cg, kh, kw] */
+    int64_t taps = g->kh * g->kw;
+    for (int64_t group = 0; group < g->groups; group++) {
+        for (int64_t j = 0; j < p.og; j++)
+            for (int64_t ci = 0; ci < p.cg; ci++)
+                for (int64_t t = 0; t < taps; t++)
+                    permuted[(j * taps + t) * p.cg + ci] = w[((group * p.og + j) * p.cg + ci) * taps + t];
+        tg_qgemm_pack_b(p.og, p.k, permuted, p.k, packed + (size_t)group * p.packed_bytes, sums + group * p.og);
+    }
+    qconv_ctx c = {
+        .p = &p, .x = io->in[0]->data, .xq = scratch + p.off_xq, .col = scratch + p.off_col,
+        .input_scale = (float)a->input_scale, .zero_point = (int32_t)a->input_zero_point,
+        .dq = {.acc = (const int32_t *)(scratch + p.off_acc), .ldacc = p.og, .sums = sums,
+               .scale = io->in[2]->data, .bias = io->n_in > 3 && io->in[3] ? io->in[3]->data : NULL,
+               .input_scale = (float)a->input_scale, .zero_point = (int32_t)a->input_zero_point,
+               .y = io->out->data, .plane = p.plane, .y_channels = g->o},
+    };
+    int32_t *acc = (int32_t *)(scratch + p.off_acc);   /* [images * plane, og] */
+    for (c.first_image = 0; c.first_image < g->n; c.first_image += p.images) {
+        int64_t images = min64(p.images, g->n - c.first_image), rows = images * p.plane;
+        tg_parallel_for(images * g->h, 4, qconv_quantize_range, &c);
+        for (c.group = 0; c.group < g->groups; c.group++) {
+            tg_parallel_for(rows, 64, qconv_im2row_range, &c);
+            tg_qgemm_u8s8(rows, p.og, p.k, c.col, p.lda, packed + (size_t)c.group * p.packed_bytes, acc, p.og);
+            tg_parallel_for(images * p.og, 4, qconv_dequantize_range, &c);
+        }
+    }
+    return TG_STATUS_OK;
+}
+
+/* Emits QuantizeLinear -> DequantizeLinear of input 0 and DequantizeLinear (axis 0) of the
+ * int8 weight (input 1, scale input 2); sets the dequantized names. */
+static tg_status emit_qdq(tg_onnx_emitter *e, const tg_onnx_node_ctx *n, double input_scale, int64_t zero_point,
+                          const char **x_float, const char **w_float)
+{
+    if (tg_onnx_float_type(e) != TG_ONNX_DTYPE_FLOAT)
+        return tg_error(TG_STATUS_UNSUPPORTED, "export_onnx: %s (layer '%s') is int8; export a quantized model in "
+                        "float32, not float16", n->op->name, n->layer);
+    const char *scalar_scale, *zp, *q, *w_zp;
+    uint8_t zp_value = (uint8_t)zero_point;
+    TG_TRY(tg_onnx_const_scalar(e, n->output, (float)input_scale, &scalar_scale));
+    TG_TRY(tg_onnx_const_bytes(e, n->output, TG_ONNX_DTYPE_UINT8, 0, 1, &zp_value, &zp));
+    TG_TRY(tg_onnx_temp_name(e, n->output, &q));
+    TG_TRY(tg_onnx_temp_name(e, n->output, x_float));
+    const char *quantize_in[3] = {n->input[0], scalar_scale, zp};
+    TG_TRY(tg_onnx_node(e, "QuantizeLinear", quantize_in, 3, q, NULL, 0));
+    const char *dequantize_in[3] = {q, scalar_scale, zp};
+    TG_TRY(tg_onnx_node(e, "DequantizeLinear", dequantize_in, 3, *x_float, NULL, 0));
+    int64_t o = n->in[1]->shape[0];
+    int8_t *zeros = calloc((size_t)o, 1);   /* [O] */
+    if (!zeros) return tg_error(TG_STATUS_NOMEM, "export_onnx: out of memory for %lld zero points", (long long)o);
+    tg_status status = tg_onnx_const_bytes(e, n->output, TG_ONNX_DTYPE_INT8, 1, (int)o, zeros, &w_zp);
+    free(zeros);
+    TG_TRY(status);
+    TG_TRY(tg_onnx_temp_name(e, n->output, w_float));
+    const char *weight_in[3] = {n->input[1], n->input[2], w_zp};
+    tg_onnx_attr axis = tg_onnx_attr_int("axis", 0);
+    return tg_onnx_node(e, "DequantizeLinear", weight_in, 3, *w_float, &axis, 1);
+}
+
+static tg_status qconv_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const qconv_attrs *a = n->attrs;
+    const char *x_float, *w_float;
+    TG_TRY(emit_qdq(e, n, a->input_scale, a->input_zero_point, &x_float, &w_float));
+    const int64_t kernel[2] = {n->in[1]->shape[2], n->in[1]->shape[3]};
+    const int64_t pads[4] = {a->padding[0], a->padding[1], a->padding[0], a->padding[1]};
+    tg_onnx_attr attrs[5] = {
+        tg_onnx_attr_ints("kernel_shape", kernel, 2), tg_onnx_attr_ints("strides", a->stride, 2),
+        tg_onnx_attr_ints("pads", pads, 4), tg_onnx_attr_ints("dilations", a->dilation, 2),
+        tg_onnx_attr_int("group", a->groups),
+    };
+    const char *inputs[3] = {x_float, w_float, n->n_in > 3 ? n->input[3] : NULL};
+    return tg_onnx_node(e, "Conv", inputs, inputs[2] ? 3 : 2, n->output, attrs, 5);
+}
+
+const tg_op_def tg_op_quantized_conv2d = {
+    .name = "quantized_conv2d", .input_names = qconv_inputs, .no_grad_inputs = 0xf,
+    .attr_specs = qconv_attr_specs, .n_attrs = 6, .attrs_size = sizeof(qconv_attrs),
+    .infer = qconv_infer, .forward = qconv_forward, .backward = NULL, .onnx = qconv_onnx,
+};
+
+/* ---- quantized_linear: x [M, K] float32, weight [N, K] int8, weight_scale [N],
+ * bias [N] -> [M, N] float32 ---- */
+
+typedef struct qlinear_attrs {
+    double input_scale;
+    int64_t input_zero_point;
+} qlinear_attrs;
+
+static const char *const qlinear_inputs[] = {"x", "weight", "weight_scale", "?bias", NULL};
+
+static const tg_attr_spec qlinear_attr_specs[] = {
+    {"input_scale", TG_ATTR_KIND_FLOAT, offsetof(qlinear_attrs, input_scale), 0, 1},
+    {"input_zero_point", TG_ATTR_KIND_INT, offsetof(qlinear_attrs, input_zero_point), 0, 0},
+};
+
+typedef struct qlinear_plan {
+    int64_t m, k, n, lda;
+    size_t off_packed, off_sums, off_a, off_acc, total;
+} qlinear_plan;
+
+static tg_status qlinear_make_plan(const tg_tensor *const *in, int n_in, const qlinear_attrs *a, qlinear_plan *p)
+{
+    const char *op = "quantized_linear";
+    char xs[96], ws[96];
+    TG_TRY(check_weight(op, in, n_in, 2));
+    TG_TRY(tg_check_ndim(in[0], 2, op, "x"));
+    TG_TRY(check_input_quantization(op, a->input_scale, a->input_zero_point));
+    p->m = in[0]->shape[0];
+    p->k = in[0]->shape[1];
+    p->n = in[1]->shape[0];
+    if (in[1]->shape[1] != p->k)
+        return tg_error(TG_STATUS_SHAPE, "quantized_linear: x %s and weight %s do not match; weight must be "
+                        "[out_features, %lld]", tg_shape_str(in[0], xs, sizeof xs), tg_shape_str(in[1], ws, sizeof ws),
+                        (long long)p->k);
+    if (p->k > TG_QGEMM_MAX_K)
+        return tg_error(TG_STATUS_SHAPE, "quantized_linear: in_features = %lld exceeds %d, where int32 accumulation "
+                        "could overflow; keep this layer in float32", (long long)p->k, TG_QGEMM_MAX_K);
+    p->lda = tg_qgemm_lda(p->k);
+    p->off_packed = 0;
+    p->off_sums = tg_align64(tg_qgemm_packed_bytes(p->n, p->k));
+    p->off_a = p->off_sums + tg_align64(sizeof(int32_t) * (size_t)p->n);
+    p->off_acc = p->off_a + tg_align64((size_t)(p->m * p->lda));
+    p->total = p->off_acc + tg_align64(sizeof(int32_t) * (size_t)(p->m * p->n));
+    return TG_STATUS_OK;
+}
+
+static tg_status qlinear_infer(const tg_tensor *const *in, int n_in, const void *attrs, tg_tensor *out,
+                               tg_op_sizes *sizes)
+{
+    qlinear_plan p = {0};
+    TG_TRY(qlinear_make_plan(in, n_in, attrs, &p));
+    sizes->scratch_forward = p.total;
+    int64_t shape[2] = {p.m, p.n};
+    return tg_tensor_set_shape(out, TG_DTYPE_F32, 2, shape);
+}
+
+typedef struct qlinear_ctx {
+    const qlinear_plan *p;
+    const float *x;   /* [m, k] */
+    uint8_t *a;       /* [m, lda] */
+    dequant_ctx dq;
+} qlinear_ctx;
+
+static void qlinear_quantize_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const qlinear_ctx *c = arg;
+    const qlinear_plan *p = c->p;
+    for (int64_t r = begin; r < end; r++) {
+        const float *x = c->x + r * p->k;   /* [k] */
+        uint8_t *a = c->a + r * p->lda;     /* [lda] */
+        for (int64_t k = 0; k < p->k; k++) a[k] = tg_quantize_u8(x[k], c->dq.input_scale, c->dq.zero_point);
+        memset(a + p->k, 0, (size_t)(p->lda - p->k));
+    }
+}
+
+static void qlinear_dequantize_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const qlinear_ctx *c = arg;
+    const dequant_ctx *d = &c->dq;
+    for (int64_t r = begin; r < end; r++) {
+        const int32_t *acc = d->acc + r * d->ldacc;   /* [n] */
+        float *y = d->y + r * d->channels;            /* [n] */
+        for (int64_t j = 0; j < d->channels; j++) y[j] = dequantize(d, acc[j], j);
+    }
+}
+
+static tg_status qlinear_forward(const tg_op_io *io)
+{
+    qlinear_plan p = {0};
+    const qlinear_attrs *a = io->attrs;
+    TG_TRY(qlinear_make_plan(io->in, io->n_in, a, &p));
+    unsigned char *scratch = io->scratch;
+    int8_t *packed = (int8_t *)(scratch + p.off_packed);
+    int32_t *sums = (int32_t *)(scratch + p.off_sums);   /* [n] */
+    int32_t *acc = (int32_t *)(scratch + p.off_acc);     /* [m, n] */
+    tg_qgemm_pack_b(p.n, p.k, io->in[1]->data, p.k, packed, sums);
+    qlinear_ctx c = {
+        .p = &p, .x = io->in[0]->data, .a = scratch + p.off_a,
+        .dq = {.acc = acc, .ldacc = p.n, .sums = sums, .scale = io->in[2]->data,
+               .bias = io->n_in > 3 && io->in[3] ? io->in[3]->data : NULL, .input_scale = (float)a->input_scale,
+               .zero_point = (int32_t)a->input_zero_point, .y = io->out->data, .channels = p.n},
+    };
+    tg_parallel_for(p.m, max64(1, 4096 / max64(p.k, 1)), qlinear_quantize_range, &c);
+    tg_qgemm_u8s8(p.m, p.n, p.k, c.a, p.lda, packed, acc, p.n);
+    tg_parallel_for(p.m, max64(1, 4096 / max64(p.n, 1)), qlinear_dequantize_range, &c);
+    return TG_STATUS_OK;
+}
+
+static tg_status qlinear_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const qlinear_attrs *a = n->attrs;
+    const char *x_float, *w_float;
+    TG_TRY(emit_qdq(e, n, a->input_scale, a->input_zero_point, &x_float, &w_float));
+    const char *inputs[3] = {x_float, w_float, n->n_in > 3 ? n->input[3] : NULL};
+    tg_onnx_attr trans_b = tg_onnx_attr_int("transB", 1);
+    return tg_onnx_node(e, "Gemm", inputs, inputs[2] ? 3 : 2, n->output, &trans_b, 1);
+}
+
+const tg_op_def tg_op_quantized_linear = {
+    .name = "quantized_linear", .input_names = qlinear_inputs, .no_grad_inputs = 0xf,
+    .attr_specs = qlinear_attr_specs, .n_attrs = 2, .attrs_size = sizeof(qlinear_attrs),
+    .infer = qlinear_infer, .forward = qlinear_forward, .backward = NULL, .onnx = qlinear_onnx,
+};
