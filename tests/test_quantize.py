@@ -34,6 +34,18 @@ def test_qgemm_matches_numpy_exactly(m, n, k, backend):
     assert np.array_equal(got, expected)
 
 
+@pytest.mark.parametrize("backend", ["auto", "portable"])
+@pytest.mark.parametrize("o,p,k", GEMM_SHAPES, ids=[f"{o}x{p}x{k}" for o, p, k in GEMM_SHAPES])
+def test_qgemm_columns_form_matches_numpy_exactly(o, p, k, backend):
+    rng = np.random.default_rng(o * 7 + p * 3 + k)
+    w = rng.integers(-128, 128, size=(o, k)).astype(np.int8)
+    x = rng.integers(0, 256, size=(k, p)).astype(np.uint8)
+    w[-1, :] = -128
+    x[:, -1] = 255
+    got = np.asarray(_C.qgemm_s8u8_cols(w, x, backend=backend))
+    assert got.dtype == np.int32 and np.array_equal(got, w.astype(np.int64) @ x.astype(np.int64))
+
+
 def test_qgemm_uses_vnni_on_this_cpu():
     expected = "avx512-vnni-8x32" if _has_vnni() else "portable"
     assert _C.qgemm_kernel_name() == expected

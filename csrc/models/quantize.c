@@ -148,27 +148,44 @@ typedef struct rewrite {
     int *consumers;             /* [src n_nodes] how many op inputs read each node */
     unsigned char *skip;        /* [src n_nodes] constants that only quantized layers read */
     tg_node_id *folded_bn;      /* [src n_nodes] conv id -> its batchnorm, or -1 */
+    tg_node_id *fused_relu;     /* [src n_nodes] layer id -> the relu after it (or its batchnorm), or -1 */
     const float *ranges;        /* [src n_nodes, 2] */
 } rewrite;
 
 static int observed(const rewrite *r, tg_node_id id) { return r->ranges[2 * id] <= r->ranges[2 * id + 1]; }
 
+/* The one op node reading `id` (once), or -1. */
+static tg_node_id only_consumer(const rewrite *r, tg_node_id id)
+{
+    if (r->consumers[id] != 1) return -1;
+    for (tg_node_id next = id + 1; next < r->src->n_nodes; next++) {
+        const tg_node *node = &r->src->nodes[next];
+        if (node->kind != TG_NODE_KIND_OP) continue;
+        for (int i = 0; i < node->n_in; i++)
+            if (node->in[i] == id) return next;
+    }
+    return -1;
+}
+
 /* The conv's only consumer when it is an eval-foldable batchnorm2d (running stats present). */
 static tg_node_id foldable_batchnorm(const rewrite *r, tg_node_id conv)
 {
-    if (strcmp(r->src->nodes[conv].op->name, "conv2d") != 0 || r->consumers[conv] != 1) return -1;
-    for (tg_node_id id = conv + 1; id < r->src->n_nodes; id++) {
-        const tg_node *node = &r->src->nodes[id];
-        if (node->kind != TG_NODE_KIND_OP) continue;
-        int reads = 0;
-        for (int i = 0; i < node->n_in; i++) reads += node->in[i] == conv;
-        if (!reads) continue;
-        if (strcmp(node->op->name, "batchnorm2d") != 0 || node->in[0] != conv || node->n_in < 5) return -1;
-        for (int i = 1; i < 5; i++)
-            if (node->in[i] >= 0 && (!is_constant(r->src, node->in[i]) || r->consumers[node->in[i]] != 1)) return -1;
-        return node->in[3] >= 0 && node->in[4] >= 0 ? id : -1;
-    }
-    return -1;
+    if (strcmp(r->src->nodes[conv].op->name, "conv2d") != 0) return -1;
+    tg_node_id bn = only_consumer(r, conv);
+    if (bn < 0) return -1;
+    const tg_node *node = &r->src->nodes[bn];
+    if (strcmp(node->op->name, "batchnorm2d") != 0 || node->in[0] != conv || node->n_in < 5) return -1;
+    for (int i = 1; i < 5; i++)
+        if (node->in[i] >= 0 && (!is_constant(r->src, node->in[i]) || r->consumers[node->in[i]] != 1)) return -1;
+    return node->in[3] >= 0 && node->in[4] >= 0 ? bn : -1;
+}
+
+/* The relu that alone reads the layer's result (the conv, or its folded batchnorm), or -1. */
+static tg_node_id fusable_relu(const rewrite *r, tg_node_id last)
+{
+    tg_node_id relu = only_consumer(r, last);
+    if (relu < 0 || strcmp(r->src->nodes[relu].op->name, "relu") != 0) return -1;
+    return relu;
 }
 
 static tg_status copy_constant(rewrite *r, tg_node_id id)
@@ -272,10 +289,14 @@ static tg_status quantize_layer(rewrite *r, tg_node_id id)
     TG_TRY(tg_attrs_set_float(def, attrs, "input_scale", input_scale));
     int64_t zp = zero_point;
     TG_TRY(tg_attrs_set_ints(def, attrs, "input_zero_point", &zp, 1));
+    tg_node_id relu = r->fused_relu[id];
+    int64_t fuse = relu >= 0;
+    TG_TRY(tg_attrs_set_ints(def, attrs, "relu", &fuse, 1));
     tg_node_id new_id;
     TG_TRY(tg_graph_op(r->dst, def, inputs, inputs[3] >= 0 ? 4 : 3, attrs, &new_id));
     r->map[id] = new_id;
     if (bn >= 0) r->map[bn] = new_id;
+    if (relu >= 0) r->map[relu] = new_id;
     return TG_STATUS_OK;
 }
 
@@ -296,6 +317,7 @@ static tg_status run_rewrite(rewrite *r, tg_model *quantized, const tg_model *mo
     for (tg_node_id id = 0; id < n; id++) {
         r->map[id] = -1;
         r->folded_bn[id] = -1;
+        r->fused_relu[id] = -1;
         const tg_node *node = &src->nodes[id];
         if (node->kind == TG_NODE_KIND_OP)
             for (int i = 0; i < node->n_in; i++)
@@ -309,6 +331,7 @@ static tg_status run_rewrite(rewrite *r, tg_model *quantized, const tg_model *mo
             if (node->in[i] >= 0 && r->consumers[node->in[i]] == 1) r->skip[node->in[i]] = 1;
         tg_node_id bn = foldable_batchnorm(r, id);
         r->folded_bn[id] = bn;
+        r->fused_relu[id] = fusable_relu(r, bn >= 0 ? bn : id);
         if (bn >= 0)
             for (int i = 1; i < 5; i++)
                 if (src->nodes[bn].in[i] >= 0) r->skip[src->nodes[bn].in[i]] = 1;
@@ -321,7 +344,7 @@ static tg_status run_rewrite(rewrite *r, tg_model *quantized, const tg_model *mo
         } else if (node->kind != TG_NODE_KIND_OP) {
             if (!r->skip[id]) TG_TRY(copy_constant(r, id));
         } else if (r->map[id] >= 0) {
-            continue;   /* a batchnorm folded into its conv */
+            continue;   /* a batchnorm or relu folded into its layer */
         } else if (tg_quant_is_quantizable(src, id) && observed(r, id)) {
             TG_TRY(quantize_layer(r, id));
         } else {
@@ -347,15 +370,16 @@ tg_status tg_model_quantize(tg_model *quantized, const tg_model *model, const fl
     rewrite r = {
         .src = src, .dst = &quantized->graph, .ranges = ranges,
         .map = malloc(sizeof(tg_node_id) * n), .consumers = calloc(n, sizeof(int)), .skip = calloc(n, 1),
-        .folded_bn = malloc(sizeof(tg_node_id) * n),
+        .folded_bn = malloc(sizeof(tg_node_id) * n), .fused_relu = malloc(sizeof(tg_node_id) * n),
     };
-    tg_status status = r.map && r.consumers && r.skip && r.folded_bn
+    tg_status status = r.map && r.consumers && r.skip && r.folded_bn && r.fused_relu
                            ? run_rewrite(&r, quantized, model, n_quantized)
                            : tg_error(TG_STATUS_NOMEM, "quantize: out of memory for %d nodes", src->n_nodes);
     free(r.map);
     free(r.consumers);
     free(r.skip);
     free(r.folded_bn);
+    free(r.fused_relu);
     if (status != TG_STATUS_OK) tg_graph_free(&quantized->graph);
     return status;
 }

@@ -8,8 +8,9 @@
  *    quantized_linear (ops/quantized.c) with uint8 activations (scale and zero point from
  *    the range) and int8 weights, symmetric per output channel. A batchnorm2d that is
  *    the only consumer of such a conv is folded into its weights and bias first (its
- *    running statistics, as in eval mode). Every other op is copied unchanged and stays
- *    float32.
+ *    running statistics, as in eval mode), and a relu that alone reads the layer's
+ *    result runs inside it (the op's relu attr). Every other op is copied unchanged and
+ *    stays float32.
  * The quantized model is for inference and export: its quantized ops have no backward.
  * Not here: the int8 kernels (ops/qgemm.c), quantisation-aware training. */
 #ifndef TG_QUANTIZE_H

@@ -7,6 +7,11 @@
  * of 4, the layout of AVX-512 VNNI's vpdpbusd (4 uint8 x int8 products summed into
  * each int32 lane). The result is exact integer arithmetic, so the VNNI kernel and
  * the portable one give identical integers, whatever the thread count.
+ *
+ * The columns form (convolutions) puts output positions in the vector lanes instead:
+ *   C[o, p] = sum_k W[o, k] * X[k, p]      W int8 [O, K], X uint8 [K, P], C int32 [O, P]
+ * with X packed as [K / 4][p_stride][4] (what a convolution's im2col writes directly),
+ * so that C comes out channel-major, as NCHW wants, and W needs no packing.
  * NOTE: no overflow is possible while K < 2^31 / (255 * 128) = 65 793, which every
  * conv and linear of the zoo satisfies; the caller checks it.
  * Not here: requantisation to uint8 outputs (the quantized ops dequantize to float32). */
@@ -34,6 +39,33 @@ void tg_qgemm_pack_b(int64_t n, int64_t k, const int8_t *b, int64_t ldb, int8_t 
  * Splits rows over the thread pool (inline when called from a worker). */
 void tg_qgemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *packed,
                    int32_t *c, int64_t ldc);
+
+/* Columns form: positions per packed row of X (P rounded up to 32). */
+int64_t tg_qgemm_cols_stride(int64_t p);
+
+/* Packs X (uint8 [k, p], row stride ldx) as [k / 4][p_stride][4], zero past k and p. */
+void tg_qgemm_pack_cols(int64_t k, int64_t p, const uint8_t *x, int64_t ldx, uint8_t *packed);
+
+/* What the columns form writes: int32 C, or (dequantized, the quantized ops' case)
+ * float32 y[o, p] = (float)(C[o, p] - offset[o]) * scale[o] + bias[o], then max(y, 0)
+ * when relu. bias may be NULL. */
+typedef struct tg_qgemm_dequant {
+    const int32_t *offset;   /* [o] zero_point * sum_k W[o, k] */
+    const float *scale;      /* [o] input_scale * weight_scale[o] */
+    const float *bias;       /* [o] or NULL */
+    int relu;
+} tg_qgemm_dequant;
+
+/* C = W @ X (row stride ldc): W int8 [o, k] with row stride ldw >= tg_qgemm_lda(k) and
+ * zeros between k and ldw; X packed by tg_qgemm_pack_cols (or the same layout). Writes
+ * int32 into c when dequant is NULL, else float32 as dequant says. Splits tiles over the
+ * thread pool. */
+void tg_qgemm_s8u8_cols(int64_t o, int64_t p, int64_t k, const int8_t *w, int64_t ldw, const uint8_t *x_packed,
+                        const tg_qgemm_dequant *dequant, void *c, int64_t ldc);
+
+/* q[i] = tg_quantize_u8(x[i], scale, zero_point) for i < n (AVX-512 where available;
+ * identical results). */
+void tg_quantize_row_u8(const float *x, uint8_t *q, int64_t n, float scale, int32_t zero_point);
 
 typedef enum tg_qgemm_backend {
     TG_QGEMM_BACKEND_AUTO = 0,    /* VNNI where the CPU has it, else portable */

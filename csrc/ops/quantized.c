@@ -6,6 +6,7 @@
  * quantized symmetrically per output channel (weight_scale [O], zero point 0) with
  * int32 accumulation (qgemm.c), and dequantize to float32 adding the float bias:
  *   y[., o] = input_scale * weight_scale[o] * sum_k (q[., k] - zero_point) * w[o, k] + bias[o]
+ * then max(y, 0) when the attr relu is set (the rewrite fuses a following relu).
  * Inference only (no backward). Their ONNX form is QDQ: QuantizeLinear ->
  * DequantizeLinear on x, DequantizeLinear (axis 0) on the int8 weight, then Conv or
  * Gemm, which onnxruntime and TensorRT fuse into integer kernels.
@@ -72,28 +73,30 @@ typedef struct dequant_ctx {
     int32_t zero_point;
     float *y;
     int64_t channels;
-    int64_t plane;           /* conv: rows per image; the output is [images, out_channels, plane] */
-    int64_t y_channels;      /* conv: the output's channel count (all groups) */
+    int relu;
 } dequant_ctx;
 
 static inline float dequantize(const dequant_ctx *c, int32_t acc, int64_t j)
 {
     float value = (float)(acc - c->zero_point * c->sums[j]) * (c->input_scale * c->scale[j]);
-    return c->bias ? value + c->bias[j] : value;
+    if (c->bias) value += c->bias[j];
+    return c->relu && !(value > 0) ? 0.0f : value;
 }
 
 /* ---- quantized_conv2d: x [N, C, H, W] float32, weight [O, C/groups, kH, kW] int8,
  * weight_scale [O], bias [O] -> [N, O, Ho, Wo] float32 ----
- * The batch is cut into blocks of images (fixed by the shapes); per block x is
- * quantized to uint8 channels-last, then per group unrolled into rows
- * [image, oh, ow] x [kh, kw, c] (a copy of c contiguous bytes per kernel tap) that
- * multiply the weight permuted to [o, kh, kw, c]. */
+ * The batch is cut into blocks of images (fixed by the shapes). Per block, x is quantized
+ * to uint8 channels-last; then per group and image, im2col writes the columns
+ * [kh, kw, c] x [oh, ow] straight into the columns-form packing of qgemm.h, and the GEMM
+ * with the weight permuted to [o, kh, kw, c] gives the channel-major int32 output that
+ * is dequantized row by row into NCHW. */
 
 typedef struct qconv_attrs {
     int64_t stride[2], padding[2], dilation[2];
     int64_t groups;
     double input_scale;
     int64_t input_zero_point;
+    int relu;
 } qconv_attrs;
 
 static const char *const qconv_inputs[] = {"x", "weight", "weight_scale", "?bias", NULL};
@@ -105,17 +108,18 @@ static const tg_attr_spec qconv_attr_specs[] = {
     {"groups", TG_ATTR_KIND_INT, offsetof(qconv_attrs, groups), 1, 0},
     {"input_scale", TG_ATTR_KIND_FLOAT, offsetof(qconv_attrs, input_scale), 0, 1},
     {"input_zero_point", TG_ATTR_KIND_INT, offsetof(qconv_attrs, input_zero_point), 0, 0},
+    {"relu", TG_ATTR_KIND_BOOL, offsetof(qconv_attrs, relu), 0, 0},
 };
 
 /* The shapes of one call and how its scratch is cut. */
 typedef struct qconv_plan {
     tg_conv_geom g;
-    int64_t cg, og, k, lda;   /* channels in / out per group, k = kh*kw*cg, im2col row stride */
-    int64_t plane;            /* ho * wo */
+    int64_t cg, og, k, ldw;   /* channels in / out per group, k = kh*kw*cg, permuted weight row stride */
+    int64_t plane, stride;    /* ho * wo; positions per packed column row */
+    int64_t col_bytes;        /* packed columns of one image and group */
     int64_t images;           /* per block */
-    size_t packed_bytes;      /* per group */
     /* scratch offsets */
-    size_t off_permuted, off_packed, off_sums, off_xq, off_col, off_acc, total;
+    size_t off_weight, off_offsets, off_scales, off_xq, off_col, total;
 } qconv_plan;
 
 static tg_status qconv_make_plan(const tg_tensor *const *in, int n_in, const qconv_attrs *a, qconv_plan *p)
@@ -155,20 +159,19 @@ static tg_status qconv_make_plan(const tg_tensor *const *in, int n_in, const qco
         return tg_error(TG_STATUS_SHAPE, "quantized_conv2d: in_channels / groups * kH * kW = %lld exceeds %d, where "
                         "int32 accumulation could overflow; keep this layer in float32", (long long)p->k,
                         TG_QGEMM_MAX_K);
-    p->lda = tg_qgemm_lda(p->k);
+    p->ldw = tg_qgemm_lda(p->k);
     p->plane = g->ho * g->wo;
+    p->stride = tg_qgemm_cols_stride(p->plane);
+    p->col_bytes = p->ldw * p->stride;
     int64_t want = (TG_QCONV_MIN_ROWS + p->plane - 1) / max64(p->plane, 1);
-    int64_t budget = TG_QCONV_COL_BUDGET / max64(p->plane * p->lda, 1);
+    int64_t budget = TG_QCONV_COL_BUDGET / max64(p->col_bytes, 1);
     p->images = max64(1, min64(g->n, min64(want, budget)));
-    int64_t rows = p->images * p->plane;
-    p->packed_bytes = tg_align64(tg_qgemm_packed_bytes(p->og, p->k));
-    p->off_permuted = 0;
-    p->off_packed = p->off_permuted + tg_align64((size_t)(p->og * p->k));
-    p->off_sums = p->off_packed + p->packed_bytes * (size_t)g->groups;
-    p->off_xq = p->off_sums + tg_align64(sizeof(int32_t) * (size_t)g->o);
+    p->off_weight = 0;
+    p->off_offsets = tg_align64((size_t)(g->o * p->ldw));
+    p->off_scales = p->off_offsets + tg_align64(sizeof(int32_t) * (size_t)g->o);
+    p->off_xq = p->off_scales + tg_align64(sizeof(float) * (size_t)g->o);
     p->off_col = p->off_xq + tg_align64((size_t)(p->images * g->h * g->w * g->c));
-    p->off_acc = p->off_col + tg_align64((size_t)(rows * p->lda));
-    p->total = p->off_acc + tg_align64(sizeof(int32_t) * (size_t)(rows * p->og));
+    p->total = p->off_col + tg_align64((size_t)(p->images * p->col_bytes));
     return TG_STATUS_OK;
 }
 
@@ -186,13 +189,14 @@ typedef struct qconv_ctx {
     const qconv_plan *p;
     const float *x;          /* [N, C, H, W] */
     uint8_t *xq;             /* [images, H, W, C] */
-    uint8_t *col;            /* [images * plane, lda] */
+    uint8_t *col;            /* [images][ldw / 4][stride][4] */
     int64_t first_image;     /* of the block */
     int64_t group;
     float input_scale;
     int32_t zero_point;
-    dequant_ctx dq;
 } qconv_ctx;
+
+#define TG_QCONV_CHUNK 64   /* floats quantized at once before the scatter to channels-last */
 
 /* Items: (image, input row) of the block; x NCHW -> xq NHWC uint8. */
 static void qconv_quantize_range(void *arg, int64_t begin, int64_t end, int thread_index)
@@ -200,51 +204,73 @@ static void qconv_quantize_range(void *arg, int64_t begin, int64_t end, int thre
     (void)thread_index;
     const qconv_ctx *c = arg;
     const tg_conv_geom *g = &c->p->g;
+    uint8_t chunk[TG_QCONV_CHUNK];
     for (int64_t item = begin; item < end; item++) {
         int64_t image = item / g->h, h = item % g->h;
         const float *src = c->x + ((c->first_image + image) * g->c * g->h + h) * g->w;   /* channel 0's row */
         uint8_t *dst = c->xq + (image * g->h + h) * g->w * g->c;                          /* [W, C] */
-        for (int64_t ch = 0; ch < g->c; ch++) {
-            const float *row = src + ch * g->h * g->w;   /* [W] */
-            for (int64_t w = 0; w < g->w; w++) dst[w * g->c + ch] = tg_quantize_u8(row[w], c->input_scale, c->zero_point);
-        }
+        for (int64_t ch = 0; ch < g->c; ch++)
+            for (int64_t w0 = 0; w0 < g->w; w0 += TG_QCONV_CHUNK) {
+                int64_t count = min64(TG_QCONV_CHUNK, g->w - w0);
+                tg_quantize_row_u8(src + ch * g->h * g->w + w0, chunk, count, c->input_scale, c->zero_point);
+                for (int64_t i = 0; i < count; i++) dst[(w0 + i) * g->c + ch] = chunk[i];
+            }
     }
 }
 
-/* Items: GEMM rows (image, oh, ow) of the block; one row is [kh, kw, c of the group]. */
-static void qconv_im2row_range(void *arg, int64_t begin, int64_t end, int thread_index)
+/* Items: (image, output row) of the block: the columns of those positions, packed as
+ * [k / 4][stride][4] with k = (kh, kw, c of the group). Each (tap, k) writes one
+ * contiguous run of the row's positions: 4 channels (one uint32) at a time when the
+ * group's channels are a multiple of 4, else byte by byte. */
+static void qconv_im2col_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const qconv_ctx *c = arg;
     const qconv_plan *p = c->p;
     const tg_conv_geom *g = &p->g;
-    for (int64_t r = begin; r < end; r++) {
-        int64_t image = r / p->plane, pos = r % p->plane, oh = pos / g->wo, ow = pos % g->wo;
-        uint8_t *dst = c->col + r * p->lda;   /* [lda] */
+    uint8_t zp = (uint8_t)c->zero_point;
+    uint32_t zp4 = 0x01010101u * zp;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t image = item / g->ho, oh = item % g->ho, first = oh * g->wo;
+        uint8_t *col = c->col + image * p->col_bytes;   /* [ldw / 4][stride][4] */
+        if (oh == 0)   /* the padding positions [plane, stride) of every group of 4 k */
+            for (int64_t q = 0; q < p->ldw / 4; q++)
+                memset(col + (q * p->stride + p->plane) * 4, 0, (size_t)((p->stride - p->plane) * 4));
         for (int64_t i = 0; i < g->kh; i++) {
             int64_t ih = oh * g->sh - g->ph + i * g->dh;
-            for (int64_t j = 0; j < g->kw; j++, dst += p->cg) {
-                int64_t iw = ow * g->sw - g->pw + j * g->dw;
-                if (ih < 0 || ih >= g->h || iw < 0 || iw >= g->w) memset(dst, c->zero_point, (size_t)p->cg);
-                else memcpy(dst, c->xq + ((image * g->h + ih) * g->w + iw) * g->c + c->group * p->cg, (size_t)p->cg);
+            int row_inside = ih >= 0 && ih < g->h;
+            const uint8_t *src_row = c->xq + (image * g->h + (row_inside ? ih : 0)) * g->w * g->c + c->group * p->cg;
+            for (int64_t j = 0; j < g->kw; j++) {
+                /* positions [lo, hi) of the row read inside the image; the rest read padding */
+                int64_t shift = j * g->dw - g->pw, lo = 0, hi = g->wo;
+                while (lo < hi && lo * g->sw + shift < 0) lo++;
+                while (hi > lo && (hi - 1) * g->sw + shift >= g->w) hi--;
+                if (!row_inside) hi = lo = 0;
+                int64_t k0 = (i * g->kw + j) * p->cg;
+                if (p->cg % 4 == 0) {
+                    for (int64_t ci = 0; ci < p->cg; ci += 4) {
+                        uint8_t *dst = col + (((k0 + ci) >> 2) * p->stride + first) * 4;   /* [wo][4] */
+                        const uint8_t *src = src_row + shift * g->c + ci;
+                        for (int64_t ow = 0; ow < lo; ow++) memcpy(dst + ow * 4, &zp4, 4);
+                        for (int64_t ow = lo; ow < hi; ow++) memcpy(dst + ow * 4, src + ow * g->sw * g->c, 4);
+                        for (int64_t ow = hi; ow < g->wo; ow++) memcpy(dst + ow * 4, &zp4, 4);
+                    }
+                } else {
+                    for (int64_t ci = 0; ci < p->cg; ci++) {
+                        int64_t k = k0 + ci;
+                        uint8_t *dst = col + ((k >> 2) * p->stride + first) * 4 + (k & 3);   /* [wo] every 4 bytes */
+                        const uint8_t *src = src_row + shift * g->c + ci;
+                        for (int64_t ow = 0; ow < lo; ow++) dst[ow * 4] = zp;
+                        for (int64_t ow = lo; ow < hi; ow++) dst[ow * 4] = src[ow * g->sw * g->c];
+                        for (int64_t ow = hi; ow < g->wo; ow++) dst[ow * 4] = zp;
+                    }
+                }
             }
         }
-        memset(dst, 0, (size_t)(p->lda - p->k));
-    }
-}
-
-/* Items: (image, channel of the group); the accumulators are [rows, og]. */
-static void qconv_dequantize_range(void *arg, int64_t begin, int64_t end, int thread_index)
-{
-    (void)thread_index;
-    const qconv_ctx *c = arg;
-    const qconv_plan *p = c->p;
-    const dequant_ctx *d = &c->dq;
-    for (int64_t item = begin; item < end; item++) {
-        int64_t image = item / p->og, j = item % p->og, channel = c->group * p->og + j;
-        const int32_t *acc = d->acc + image * p->plane * p->og + j;                           /* stride og */
-        float *y = d->y + ((c->first_image + image) * d->y_channels + channel) * p->plane;   /* [plane] */
-        for (int64_t pos = 0; pos < p->plane; pos++) y[pos] = dequantize(d, acc[pos * p->og], channel);
+        for (int64_t k = p->k; k < p->ldw; k++) {
+            uint8_t *dst = col + ((k >> 2) * p->stride + first) * 4;
+            for (int64_t ow = 0; ow < g->wo; ow++) dst[ow * 4 + (k & 3)] = 0;
+        }
     }
 }
 
@@ -255,34 +281,41 @@ static tg_status qconv_forward(const tg_op_io *io)
     TG_TRY(qconv_make_plan(io->in, io->n_in, a, &p));
     const tg_conv_geom *g = &p.g;
     unsigned char *scratch = io->scratch;
-    int8_t *permuted = (int8_t *)(scratch + p.off_permuted);   /* [og, kh, kw, cg] */
-    int8_t *packed = (int8_t *)(scratch + p.off_packed);       /* [groups][packed_bytes] */
-    int32_t *sums = (int32_t *)(scratch + p.off_sums);         /* [O] */
+    int8_t *weight = (int8_t *)(scratch + p.off_weight);       /* [O, ldw]: [o, kh, kw, c], zero padded */
+    int32_t *offsets = (int32_t *)(scratch + p.off_offsets);   /* [O] zero_point * row sum */
+    float *scales = (float *)(scratch + p.off_scales);         /* [O] input_scale * weight_scale */
     const int8_t *w = io->in[1]->data;                         /* [O, cg, kh, kw] */
+    const float *weight_scale = io->in[2]->data;               /* [O] */
+    const float *bias = io->n_in > 3 && io->in[3] ? io->in[3]->data : NULL;   /* [O] */
     int64_t taps = g->kh * g->kw;
-    for (int64_t group = 0; group < g->groups; group++) {
-        for (int64_t j = 0; j < p.og; j++)
-            for (int64_t ci = 0; ci < p.cg; ci++)
-                for (int64_t t = 0; t < taps; t++)
-                    permuted[(j * taps + t) * p.cg + ci] = w[((group * p.og + j) * p.cg + ci) * taps + t];
-        tg_qgemm_pack_b(p.og, p.k, permuted, p.k, packed + (size_t)group * p.packed_bytes, sums + group * p.og);
+    for (int64_t o = 0; o < g->o; o++) {
+        int8_t *row = weight + o * p.ldw;
+        int32_t sum = 0;
+        for (int64_t ci = 0; ci < p.cg; ci++)
+            for (int64_t t = 0; t < taps; t++) {
+                row[t * p.cg + ci] = w[(o * p.cg + ci) * taps + t];
+                sum += w[(o * p.cg + ci) * taps + t];
+            }
+        memset(row + p.k, 0, (size_t)(p.ldw - p.k));
+        offsets[o] = (int32_t)a->input_zero_point * sum;
+        scales[o] = (float)a->input_scale * weight_scale[o];
     }
     qconv_ctx c = {
         .p = &p, .x = io->in[0]->data, .xq = scratch + p.off_xq, .col = scratch + p.off_col,
         .input_scale = (float)a->input_scale, .zero_point = (int32_t)a->input_zero_point,
-        .dq = {.acc = (const int32_t *)(scratch + p.off_acc), .ldacc = p.og, .sums = sums,
-               .scale = io->in[2]->data, .bias = io->n_in > 3 && io->in[3] ? io->in[3]->data : NULL,
-               .input_scale = (float)a->input_scale, .zero_point = (int32_t)a->input_zero_point,
-               .y = io->out->data, .plane = p.plane, .y_channels = g->o},
     };
-    int32_t *acc = (int32_t *)(scratch + p.off_acc);   /* [images * plane, og] */
+    float *y = io->out->data;   /* [N, O, plane] */
     for (c.first_image = 0; c.first_image < g->n; c.first_image += p.images) {
-        int64_t images = min64(p.images, g->n - c.first_image), rows = images * p.plane;
+        int64_t images = min64(p.images, g->n - c.first_image);
         tg_parallel_for(images * g->h, 4, qconv_quantize_range, &c);
         for (c.group = 0; c.group < g->groups; c.group++) {
-            tg_parallel_for(rows, 64, qconv_im2row_range, &c);
-            tg_qgemm_u8s8(rows, p.og, p.k, c.col, p.lda, packed + (size_t)c.group * p.packed_bytes, acc, p.og);
-            tg_parallel_for(images * p.og, 4, qconv_dequantize_range, &c);
+            int64_t first = c.group * p.og;
+            tg_qgemm_dequant dequant = {.offset = offsets + first, .scale = scales + first,
+                                        .bias = bias ? bias + first : NULL, .relu = a->relu};
+            tg_parallel_for(images * g->ho, 4, qconv_im2col_range, &c);
+            for (int64_t image = 0; image < images; image++)
+                tg_qgemm_s8u8_cols(p.og, p.plane, p.k, weight + first * p.ldw, p.ldw, c.col + image * p.col_bytes,
+                                   &dequant, y + ((c.first_image + image) * g->o + first) * p.plane, p.plane);
         }
     }
     return TG_STATUS_OK;
@@ -318,6 +351,16 @@ static tg_status emit_qdq(tg_onnx_emitter *e, const tg_onnx_node_ctx *n, double 
     return tg_onnx_node(e, "DequantizeLinear", weight_in, 3, *w_float, &axis, 1);
 }
 
+/* op_type(inputs; bias when inputs[2]) into the node's output, through a Relu when relu. */
+static tg_status emit_with_relu(tg_onnx_emitter *e, const tg_onnx_node_ctx *n, const char *op_type,
+                                const char *const *inputs, const tg_onnx_attr *attrs, int n_attrs, int relu)
+{
+    const char *product = n->output;
+    if (relu) TG_TRY(tg_onnx_temp_name(e, n->output, &product));
+    TG_TRY(tg_onnx_node(e, op_type, inputs, inputs[2] ? 3 : 2, product, attrs, n_attrs));
+    return relu ? tg_onnx_node(e, "Relu", &product, 1, n->output, NULL, 0) : TG_STATUS_OK;
+}
+
 static tg_status qconv_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
 {
     const qconv_attrs *a = n->attrs;
@@ -331,12 +374,12 @@ static tg_status qconv_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
         tg_onnx_attr_int("group", a->groups),
     };
     const char *inputs[3] = {x_float, w_float, n->n_in > 3 ? n->input[3] : NULL};
-    return tg_onnx_node(e, "Conv", inputs, inputs[2] ? 3 : 2, n->output, attrs, 5);
+    return emit_with_relu(e, n, "Conv", inputs, attrs, 5, a->relu);
 }
 
 const tg_op_def tg_op_quantized_conv2d = {
     .name = "quantized_conv2d", .input_names = qconv_inputs, .no_grad_inputs = 0xf,
-    .attr_specs = qconv_attr_specs, .n_attrs = 6, .attrs_size = sizeof(qconv_attrs),
+    .attr_specs = qconv_attr_specs, .n_attrs = 7, .attrs_size = sizeof(qconv_attrs),
     .infer = qconv_infer, .forward = qconv_forward, .backward = NULL, .onnx = qconv_onnx,
 };
 
@@ -346,6 +389,7 @@ const tg_op_def tg_op_quantized_conv2d = {
 typedef struct qlinear_attrs {
     double input_scale;
     int64_t input_zero_point;
+    int relu;
 } qlinear_attrs;
 
 static const char *const qlinear_inputs[] = {"x", "weight", "weight_scale", "?bias", NULL};
@@ -353,6 +397,7 @@ static const char *const qlinear_inputs[] = {"x", "weight", "weight_scale", "?bi
 static const tg_attr_spec qlinear_attr_specs[] = {
     {"input_scale", TG_ATTR_KIND_FLOAT, offsetof(qlinear_attrs, input_scale), 0, 1},
     {"input_zero_point", TG_ATTR_KIND_INT, offsetof(qlinear_attrs, input_zero_point), 0, 0},
+    {"relu", TG_ATTR_KIND_BOOL, offsetof(qlinear_attrs, relu), 0, 0},
 };
 
 typedef struct qlinear_plan {
@@ -411,7 +456,7 @@ static void qlinear_quantize_range(void *arg, int64_t begin, int64_t end, int th
     for (int64_t r = begin; r < end; r++) {
         const float *x = c->x + r * p->k;   /* [k] */
         uint8_t *a = c->a + r * p->lda;     /* [lda] */
-        for (int64_t k = 0; k < p->k; k++) a[k] = tg_quantize_u8(x[k], c->dq.input_scale, c->dq.zero_point);
+        tg_quantize_row_u8(x, a, p->k, c->dq.input_scale, c->dq.zero_point);
         memset(a + p->k, 0, (size_t)(p->lda - p->k));
     }
 }
@@ -442,7 +487,7 @@ static tg_status qlinear_forward(const tg_op_io *io)
         .p = &p, .x = io->in[0]->data, .a = scratch + p.off_a,
         .dq = {.acc = acc, .ldacc = p.n, .sums = sums, .scale = io->in[2]->data,
                .bias = io->n_in > 3 && io->in[3] ? io->in[3]->data : NULL, .input_scale = (float)a->input_scale,
-               .zero_point = (int32_t)a->input_zero_point, .y = io->out->data, .channels = p.n},
+               .zero_point = (int32_t)a->input_zero_point, .y = io->out->data, .channels = p.n, .relu = a->relu},
     };
     tg_parallel_for(p.m, max64(1, 4096 / max64(p.k, 1)), qlinear_quantize_range, &c);
     tg_qgemm_u8s8(p.m, p.n, p.k, c.a, p.lda, packed, acc, p.n);
@@ -457,11 +502,11 @@ static tg_status qlinear_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     TG_TRY(emit_qdq(e, n, a->input_scale, a->input_zero_point, &x_float, &w_float));
     const char *inputs[3] = {x_float, w_float, n->n_in > 3 ? n->input[3] : NULL};
     tg_onnx_attr trans_b = tg_onnx_attr_int("transB", 1);
-    return tg_onnx_node(e, "Gemm", inputs, inputs[2] ? 3 : 2, n->output, &trans_b, 1);
+    return emit_with_relu(e, n, "Gemm", inputs, &trans_b, 1, a->relu);
 }
 
 const tg_op_def tg_op_quantized_linear = {
     .name = "quantized_linear", .input_names = qlinear_inputs, .no_grad_inputs = 0xf,
-    .attr_specs = qlinear_attr_specs, .n_attrs = 2, .attrs_size = sizeof(qlinear_attrs),
+    .attr_specs = qlinear_attr_specs, .n_attrs = 3, .attrs_size = sizeof(qlinear_attrs),
     .infer = qlinear_infer, .forward = qlinear_forward, .backward = NULL, .onnx = qlinear_onnx,
 };

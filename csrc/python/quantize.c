@@ -1,5 +1,6 @@
-/* quantize.c (binding): trugrade._C.qgemm_u8s8, the integer GEMM of the quantized ops
- * exposed for exactness tests against numpy. The model's calibration and int8 rewrite
+/* quantize.c (binding): trugrade._C.qgemm_u8s8 and qgemm_s8u8_cols, the integer GEMMs of
+ * the quantized ops (rows form for linear, columns form for conv) exposed for exactness
+ * tests against numpy. The model's calibration and int8 rewrite
  * are Model methods (models.c). */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -10,6 +11,17 @@
 #include "../ops/qgemm.h"
 #include "binding.h"
 
+static int parse_backend(const char *name, tg_qgemm_backend *backend)
+{
+    if (strcmp(name, "auto") == 0) *backend = TG_QGEMM_BACKEND_AUTO;
+    else if (strcmp(name, "portable") == 0) *backend = TG_QGEMM_BACKEND_PORTABLE;
+    else {
+        PyErr_Format(PyExc_ValueError, "qgemm: backend must be 'auto' or 'portable', got '%s'", name);
+        return -1;
+    }
+    return 0;
+}
+
 /* qgemm_u8s8(a uint8 [m, k], b int8 [n, k], backend="auto" | "portable") -> int32 [m, n] */
 PyObject *tg_py_qgemm_u8s8(PyObject *self, PyObject *args, PyObject *kwargs)
 {
@@ -19,9 +31,7 @@ PyObject *tg_py_qgemm_u8s8(PyObject *self, PyObject *args, PyObject *kwargs)
     const char *backend_name = "auto";
     if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|s", keywords, &a_object, &b_object, &backend_name)) return NULL;
     tg_qgemm_backend backend;
-    if (strcmp(backend_name, "auto") == 0) backend = TG_QGEMM_BACKEND_AUTO;
-    else if (strcmp(backend_name, "portable") == 0) backend = TG_QGEMM_BACKEND_PORTABLE;
-    else return PyErr_Format(PyExc_ValueError, "qgemm_u8s8: backend must be 'auto' or 'portable', got '%s'", backend_name);
+    if (parse_backend(backend_name, &backend) != 0) return NULL;
     tg_tensor a, b;
     if (tg_py_tensor_from_object(a_object, &a, "a") != 0) return NULL;
     if (tg_py_tensor_from_object(b_object, &b, "b") != 0) {
@@ -65,6 +75,60 @@ PyObject *tg_py_qgemm_u8s8(PyObject *self, PyObject *args, PyObject *kwargs)
 done:
     tg_tensor_free(&a);
     tg_tensor_free(&b);
+    return result;
+}
+
+/* qgemm_s8u8_cols(w int8 [o, k], x uint8 [k, p], backend="auto" | "portable") -> int32 [o, p] */
+PyObject *tg_py_qgemm_s8u8_cols(PyObject *self, PyObject *args, PyObject *kwargs)
+{
+    (void)self;
+    static char *keywords[] = {"w", "x", "backend", NULL};
+    PyObject *w_object, *x_object;
+    const char *backend_name = "auto";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|s", keywords, &w_object, &x_object, &backend_name)) return NULL;
+    tg_qgemm_backend backend;
+    if (parse_backend(backend_name, &backend) != 0) return NULL;
+    tg_tensor w, x;
+    if (tg_py_tensor_from_object(w_object, &w, "w") != 0) return NULL;
+    if (tg_py_tensor_from_object(x_object, &x, "x") != 0) {
+        tg_tensor_free(&w);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (w.dtype != TG_DTYPE_I8 || x.dtype != TG_DTYPE_U8 || w.ndim != 2 || x.ndim != 2 || w.shape[1] != x.shape[0] ||
+        x.shape[0] > TG_QGEMM_MAX_K) {
+        PyErr_Format(PyExc_ValueError, "qgemm_s8u8_cols: expected w int8 [o, k] and x uint8 [k, p] with k <= %d, got %s "
+                     "%d-D and %s %d-D", TG_QGEMM_MAX_K, tg_dtype_name(w.dtype), w.ndim, tg_dtype_name(x.dtype), x.ndim);
+        goto done;
+    }
+    int64_t o = w.shape[0], k = w.shape[1], p = x.shape[1], ldw = tg_qgemm_lda(k);
+    int64_t shape[2] = {o, p};
+    tg_tensor c;
+    tg_status status = tg_tensor_init(&c, TG_DTYPE_I32, 2, shape);
+    if (status != TG_STATUS_OK) {
+        tg_py_raise(status);
+        goto done;
+    }
+    int8_t *padded = calloc((size_t)(o * ldw + 1), 1);                                  /* [o, ldw] */
+    uint8_t *packed = malloc((size_t)(ldw * tg_qgemm_cols_stride(p)) + 1);             /* [ldw / 4][stride][4] */
+    if (!padded || !packed) {
+        PyErr_NoMemory();
+        tg_tensor_free(&c);
+    } else {
+        for (int64_t r = 0; r < o; r++) memcpy(padded + r * ldw, (const int8_t *)w.data + r * k, (size_t)k);
+        Py_BEGIN_ALLOW_THREADS
+        tg_qgemm_backend previous = tg_qgemm_backend_set(backend);
+        tg_qgemm_pack_cols(k, p, x.data, p, packed);
+        tg_qgemm_s8u8_cols(o, p, k, padded, ldw, packed, NULL, c.data, p);
+        tg_qgemm_backend_set(previous);
+        Py_END_ALLOW_THREADS
+        result = tg_py_tensor_wrap(&c);
+    }
+    free(padded);
+    free(packed);
+done:
+    tg_tensor_free(&w);
+    tg_tensor_free(&x);
     return result;
 }
 

@@ -1,7 +1,7 @@
 """Cases for csrc/ops/quantized.c: quantized_conv2d and quantized_linear against PyTorch
 computing the same arithmetic in float64 (x quantized as ONNX QuantizeLinear does, integer
 products, per-channel dequantisation): stride 2 with padding, groups, dilation, batch 1,
-odd channel counts (not multiples of 4 or 32), absent bias. Inference-only ops: no backward."""
+odd channel counts (not multiples of 4 or 32), absent bias, the fused relu. Inference-only ops: no backward."""
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -23,18 +23,21 @@ def _quantized_input(x, input_scale, input_zero_point):
     return (q - input_zero_point).double()
 
 
-def _qconv(x, w, scale, b=None, stride=1, padding=0, dilation=1, groups=1, input_scale=1.0, input_zero_point=0):
+def _qconv(x, w, scale, b=None, stride=1, padding=0, dilation=1, groups=1, input_scale=1.0, input_zero_point=0,
+           relu=False):
     acc = F.conv2d(_quantized_input(x, input_scale, input_zero_point), w.double(), stride=stride, padding=padding,
                    dilation=dilation, groups=groups)
     multiplier = (torch.tensor(input_scale, dtype=torch.float32) * scale.detach()).double()
     y = acc * multiplier[None, :, None, None]
-    return (y + b.detach().double()[None, :, None, None]) if b is not None else y
+    y = (y + b.detach().double()[None, :, None, None]) if b is not None else y
+    return torch.relu(y) if relu else y
 
 
-def _qlinear(x, w, scale, b=None, input_scale=1.0, input_zero_point=0):
+def _qlinear(x, w, scale, b=None, input_scale=1.0, input_zero_point=0, relu=False):
     acc = _quantized_input(x, input_scale, input_zero_point) @ w.double().T
     y = acc * (torch.tensor(input_scale, dtype=torch.float32) * scale.detach()).double()
-    return y + b.detach().double() if b is not None else y
+    y = y + b.detach().double() if b is not None else y
+    return torch.relu(y) if relu else y
 
 
 def _case(op, inputs, fn, id, **attrs):
@@ -55,10 +58,15 @@ CASES = [
           input_zero_point=255),
     _case("quantized_conv2d", [randn(2, 64, 5, 5, seed=1), _int8(65, 64, 1, 1, seed=2), _scales(65, seed=3),
                                randn(65, seed=4)], _qconv, "1x1", input_scale=0.02, input_zero_point=0),
+    _case("quantized_conv2d", [randn(2, 12, 9, 10, seed=1), _int8(40, 12, 3, 3, seed=2), _scales(40, seed=3),
+                               randn(40, seed=4)], _qconv, "relu_stride2", stride=2, padding=1, relu=True,
+          input_scale=0.02, input_zero_point=90),
     _case("quantized_linear", [randn(5, 37, seed=1), _int8(33, 37, seed=2), _scales(33, seed=3), randn(33, seed=4)],
           _qlinear, "odd", input_scale=0.02, input_zero_point=120),
     _case("quantized_linear", [randn(1, 300, seed=1), _int8(10, 300, seed=2), _scales(10, seed=3)], _qlinear,
           "batch1_nobias", input_scale=0.01, input_zero_point=3),
     _case("quantized_linear", [randn(130, 64, seed=1), _int8(65, 64, seed=2), _scales(65, seed=3), randn(65, seed=4)],
           _qlinear, "tall", input_scale=0.05, input_zero_point=60),
+    _case("quantized_linear", [randn(9, 50, seed=1), _int8(20, 50, seed=2), _scales(20, seed=3), randn(20, seed=4)],
+          _qlinear, "relu", relu=True, input_scale=0.02, input_zero_point=128),
 ]
