@@ -12,7 +12,9 @@
  * Gemm, which onnxruntime and TensorRT fuse into integer kernels.
  * Not here: choosing the scales (models/quantize.c); uint8 outputs (each op
  * dequantizes, and the ops after it run in float32). */
+#include <immintrin.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -218,6 +220,30 @@ static void qconv_quantize_range(void *arg, int64_t begin, int64_t end, int thre
     }
 }
 
+/* dst[i] = the 4 bytes at src + i * stride, for i < count (the im2col of 4 channels). */
+__attribute__((target("avx512f"))) static void gather_words_avx512(uint8_t *dst, const uint8_t *src, int64_t count,
+                                                                    int64_t stride)
+{
+    const __m512i index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                             _mm512_set1_epi32((int32_t)stride));
+    int64_t i = 0;
+    for (; i + 16 <= count; i += 16)
+        _mm512_storeu_si512(dst + i * 4, _mm512_i32gather_epi32(index, (const void *)(src + i * stride), 1));
+    for (; i < count; i++) memcpy(dst + i * 4, src + i * stride, 4);
+}
+
+static void gather_words(uint8_t *dst, const uint8_t *src, int64_t count, int64_t stride)
+{
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx512f");
+    /* NOTE: 16 offsets i * stride must fit the gather's int32 indices */
+    if (cached && count >= 16 && stride * 16 < INT32_MAX) {
+        gather_words_avx512(dst, src, count, stride);
+        return;
+    }
+    for (int64_t i = 0; i < count; i++) memcpy(dst + i * 4, src + i * stride, 4);
+}
+
 /* Items: (image, output row) of the block: the columns of those positions, packed as
  * [k / 4][stride][4] with k = (kh, kw, c of the group). Each (tap, k) writes one
  * contiguous run of the row's positions: 4 channels (one uint32) at a time when the
@@ -252,7 +278,7 @@ static void qconv_im2col_range(void *arg, int64_t begin, int64_t end, int thread
                         uint8_t *dst = col + (((k0 + ci) >> 2) * p->stride + first) * 4;   /* [wo][4] */
                         const uint8_t *src = src_row + shift * g->c + ci;
                         for (int64_t ow = 0; ow < lo; ow++) memcpy(dst + ow * 4, &zp4, 4);
-                        for (int64_t ow = lo; ow < hi; ow++) memcpy(dst + ow * 4, src + ow * g->sw * g->c, 4);
+                        gather_words(dst + lo * 4, src + lo * g->sw * g->c, hi - lo, g->sw * g->c);
                         for (int64_t ow = hi; ow < g->wo; ow++) memcpy(dst + ow * 4, &zp4, 4);
                     }
                 } else {
