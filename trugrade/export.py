@@ -19,7 +19,8 @@ batchnorm uses its running statistics): input "input" float32 [batch, C, H, W] w
 dynamic batch, already resized and normalised; output "logits" ([batch, classes], or
 [batch, classes, H, W] for segmentation). Initializers carry the parameters' own names.
 metadata_props: arch, input_size, in_channels, num_classes, and for a trained
-checkpoint classes (a JSON list) and normalization (JSON {"mean": [...], "std": [...]}).
+checkpoint classes (a JSON list) and normalization (JSON {"mean": [...], "std": [...]});
+for a registry version also registry_version ("name:version") and sha256 (of its weights).
 A float16 export keeps float32 input and output (Cast nodes at both ends).
 
 int8 (post-training static quantization, trugrade.quantization): the model is calibrated
@@ -60,6 +61,9 @@ def _parts(model):
         meta = {"classes": json.dumps(list(model.classes)),
                 "normalization": json.dumps({"mean": [float(v) for v in np.ravel(model.mean)],
                                              "std": [float(v) for v in np.ravel(model.std)]})}
+        for key in ("registry_version", "sha256"):   # a registry version (load_source)
+            if key in getattr(model, "metadata", {}):
+                meta[key] = str(model.metadata[key])
     elif hasattr(model, "_c") and isinstance(model._c, _C.Model):
         inner, meta = model, {}
     else:
