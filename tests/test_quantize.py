@@ -34,6 +34,20 @@ def test_qgemm_matches_numpy_exactly(m, n, k, backend):
     assert np.array_equal(got, expected)
 
 
+DOT_SHAPES = [(1, 1, 1), (1, 256, 3136), (3, 10, 65), (2, 33, 64), (1, 7, 130)]
+
+
+@pytest.mark.parametrize("backend", ["auto", "portable"])
+@pytest.mark.parametrize("m,n,k", DOT_SHAPES, ids=[f"{m}x{n}x{k}" for m, n, k in DOT_SHAPES])
+def test_qgemm_dot_form_matches_numpy_exactly(m, n, k, backend):
+    rng = np.random.default_rng(m + n * 5 + k)
+    a = rng.integers(0, 256, size=(m, k)).astype(np.uint8)
+    b = rng.integers(-128, 128, size=(n, k)).astype(np.int8)
+    b[0, :] = -128
+    got = np.asarray(_C.qgemm_u8s8(a, b, backend=backend, form="dot"))
+    assert np.array_equal(got, a.astype(np.int64) @ b.astype(np.int64).T)
+
+
 @pytest.mark.parametrize("backend", ["auto", "portable"])
 @pytest.mark.parametrize("o,p,k", GEMM_SHAPES, ids=[f"{o}x{p}x{k}" for o, p, k in GEMM_SHAPES])
 def test_qgemm_columns_form_matches_numpy_exactly(o, p, k, backend):

@@ -281,6 +281,63 @@ void tg_qgemm_s8u8_cols(int64_t o, int64_t p, int64_t k, const int8_t *w, int64_
     tg_parallel_for(tiles, grain, cols_range, &ctx);
 }
 
+/* ---- the dot form: one B row against every A row, 64 k per vpdpbusd ---- */
+
+typedef struct dot_ctx {
+    int64_t m, k;
+    const uint8_t *a;   /* [m, lda] */
+    int64_t lda;
+    const int8_t *b;    /* [n, ldb] */
+    int64_t ldb;
+    int32_t *c;         /* [m, ldc] */
+    int64_t ldc;
+    int32_t *row_sums;  /* [n] */
+    int vnni;
+} dot_ctx;
+
+static void dot_row_portable(const dot_ctx *d, int64_t j)
+{
+    const int8_t *b = d->b + j * d->ldb;   /* [k] */
+    int32_t sum = 0;
+    for (int64_t kk = 0; kk < d->k; kk++) sum += b[kk];
+    d->row_sums[j] = sum;
+    for (int64_t i = 0; i < d->m; i++) {
+        const uint8_t *a = d->a + i * d->lda;   /* [k] */
+        int32_t acc = 0;
+        for (int64_t kk = 0; kk < d->k; kk++) acc += (int32_t)a[kk] * (int32_t)b[kk];
+        d->c[i * d->ldc + j] = acc;
+    }
+}
+
+/* NOTE: the row sum is one more vpdpbusd per step, with all-ones uint8 against B. Up to
+ * TG_QGEMM_DOT_MAX_ROWS accumulators plus the sum stay in registers. */
+TG_VNNI static void dot_row_vnni(const dot_ctx *d, int64_t j)
+{
+    const int8_t *b = d->b + j * d->ldb;   /* [k] */
+    const __m512i ones = _mm512_set1_epi8(1);
+    __m512i acc[TG_QGEMM_DOT_MAX_ROWS], sum = _mm512_setzero_si512();
+    for (int i = 0; i < TG_QGEMM_DOT_MAX_ROWS; i++) acc[i] = _mm512_setzero_si512();
+    for (int64_t kk = 0; kk < d->k; kk += 64) {
+        __mmask64 mask = d->k - kk >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << (d->k - kk)) - 1);
+        __m512i bv = _mm512_maskz_loadu_epi8(mask, b + kk);
+        sum = _mm512_dpbusd_epi32(sum, ones, bv);
+        for (int64_t i = 0; i < d->m; i++)
+            acc[i] = _mm512_dpbusd_epi32(acc[i], _mm512_maskz_loadu_epi8(mask, d->a + i * d->lda + kk), bv);
+    }
+    d->row_sums[j] = _mm512_reduce_add_epi32(sum);
+    for (int64_t i = 0; i < d->m; i++) d->c[i * d->ldc + j] = _mm512_reduce_add_epi32(acc[i]);
+}
+
+static void dot_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const dot_ctx *d = arg;
+    for (int64_t j = begin; j < end; j++) {
+        if (d->vnni) dot_row_vnni(d, j);
+        else dot_row_portable(d, j);
+    }
+}
+
 /* ---- quantizing a float row ---- */
 
 #define TG_AVX512_QUANT __attribute__((target("avx512f,avx512bw")))
@@ -318,6 +375,15 @@ void tg_quantize_row_u8(const float *x, uint8_t *q, int64_t n, float scale, int3
         return;
     }
     for (int64_t i = 0; i < n; i++) q[i] = tg_quantize_u8(x[i], scale, zero_point);
+}
+
+void tg_qgemm_u8s8_dot(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb,
+                       int32_t *c, int64_t ldc, int32_t *row_sums)
+{
+    if (n <= 0) return;
+    dot_ctx d = {.m = m, .k = k, .a = a, .lda = lda, .b = b, .ldb = ldb, .c = c, .ldc = ldc, .row_sums = row_sums,
+                 .vnni = use_vnni() && m <= TG_QGEMM_DOT_MAX_ROWS};
+    tg_parallel_for(n, 1 + (1 << 14) / ((m + 1) * (k > 0 ? k : 1)), dot_range, &d);
 }
 
 void tg_qgemm_u8s8(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *packed,

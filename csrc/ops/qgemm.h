@@ -67,6 +67,13 @@ void tg_qgemm_s8u8_cols(int64_t o, int64_t p, int64_t k, const int8_t *w, int64_
  * identical results). */
 void tg_quantize_row_u8(const float *x, uint8_t *q, int64_t n, float scale, int32_t zero_point);
 
+/* Dot form (a linear layer on a few rows, where packing B would cost more than the
+ * product): C[m, n] = A[m, k] . B[n, k] read straight from B's own layout (row stride ldb),
+ * and row_sums[j] = sum_k B[j, k]. Rows of A need stride lda >= k only. */
+#define TG_QGEMM_DOT_MAX_ROWS 4   /* quantized_linear uses the dot form below this many rows */
+void tg_qgemm_u8s8_dot(int64_t m, int64_t n, int64_t k, const uint8_t *a, int64_t lda, const int8_t *b, int64_t ldb,
+                       int32_t *c, int64_t ldc, int32_t *row_sums);
+
 typedef enum tg_qgemm_backend {
     TG_QGEMM_BACKEND_AUTO = 0,    /* VNNI where the CPU has it, else portable */
     TG_QGEMM_BACKEND_PORTABLE,    /* plain C loops */

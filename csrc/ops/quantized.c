@@ -508,7 +508,8 @@ static tg_status qlinear_forward(const tg_op_io *io)
     int8_t *packed = (int8_t *)(scratch + p.off_packed);
     int32_t *sums = (int32_t *)(scratch + p.off_sums);   /* [n] */
     int32_t *acc = (int32_t *)(scratch + p.off_acc);     /* [m, n] */
-    tg_qgemm_pack_b(p.n, p.k, io->in[1]->data, p.k, packed, sums);
+    int dot = p.m < TG_QGEMM_DOT_MAX_ROWS;   /* a few rows: B read as it is, no packing */
+    if (!dot) tg_qgemm_pack_b(p.n, p.k, io->in[1]->data, p.k, packed, sums);
     qlinear_ctx c = {
         .p = &p, .x = io->in[0]->data, .a = scratch + p.off_a,
         .dq = {.acc = acc, .ldacc = p.n, .sums = sums, .scale = io->in[2]->data,
@@ -516,7 +517,8 @@ static tg_status qlinear_forward(const tg_op_io *io)
                .zero_point = (int32_t)a->input_zero_point, .y = io->out->data, .channels = p.n, .relu = a->relu},
     };
     tg_parallel_for(p.m, max64(1, 4096 / max64(p.k, 1)), qlinear_quantize_range, &c);
-    tg_qgemm_u8s8(p.m, p.n, p.k, c.a, p.lda, packed, acc, p.n);
+    if (dot) tg_qgemm_u8s8_dot(p.m, p.n, p.k, c.a, p.lda, io->in[1]->data, p.k, acc, p.n, sums);
+    else tg_qgemm_u8s8(p.m, p.n, p.k, c.a, p.lda, packed, acc, p.n);
     tg_parallel_for(p.m, max64(1, 4096 / max64(p.n, 1)), qlinear_dequantize_range, &c);
     return TG_STATUS_OK;
 }

@@ -22,14 +22,19 @@ static int parse_backend(const char *name, tg_qgemm_backend *backend)
     return 0;
 }
 
-/* qgemm_u8s8(a uint8 [m, k], b int8 [n, k], backend="auto" | "portable") -> int32 [m, n] */
+/* qgemm_u8s8(a uint8 [m, k], b int8 [n, k], backend="auto" | "portable", form="packed" | "dot")
+ * -> int32 [m, n] */
 PyObject *tg_py_qgemm_u8s8(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     (void)self;
-    static char *keywords[] = {"a", "b", "backend", NULL};
+    static char *keywords[] = {"a", "b", "backend", "form", NULL};
     PyObject *a_object, *b_object;
-    const char *backend_name = "auto";
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|s", keywords, &a_object, &b_object, &backend_name)) return NULL;
+    const char *backend_name = "auto", *form = "packed";
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|ss", keywords, &a_object, &b_object, &backend_name, &form))
+        return NULL;
+    int dot = strcmp(form, "dot") == 0;
+    if (!dot && strcmp(form, "packed") != 0)
+        return PyErr_Format(PyExc_ValueError, "qgemm_u8s8: form must be 'packed' or 'dot', got '%s'", form);
     tg_qgemm_backend backend;
     if (parse_backend(backend_name, &backend) != 0) return NULL;
     tg_tensor a, b;
@@ -40,9 +45,9 @@ PyObject *tg_py_qgemm_u8s8(PyObject *self, PyObject *args, PyObject *kwargs)
     }
     PyObject *result = NULL;
     if (a.dtype != TG_DTYPE_U8 || b.dtype != TG_DTYPE_I8 || a.ndim != 2 || b.ndim != 2 || a.shape[1] != b.shape[1] ||
-        a.shape[1] > TG_QGEMM_MAX_K) {
-        PyErr_Format(PyExc_ValueError, "qgemm_u8s8: expected a uint8 [m, k] and b int8 [n, k] with k <= %d, got %s "
-                     "%d-D and %s %d-D", TG_QGEMM_MAX_K, tg_dtype_name(a.dtype), a.ndim, tg_dtype_name(b.dtype), b.ndim);
+        a.shape[1] > TG_QGEMM_MAX_K || (dot && a.shape[0] > TG_QGEMM_DOT_MAX_ROWS)) {
+        PyErr_Format(PyExc_ValueError, "qgemm_u8s8: expected a uint8 [m, k] and b int8 [n, k] with k <= %d (and m <= %d "
+                     "for the dot form), got %s %d-D and %s %d-D", TG_QGEMM_MAX_K, TG_QGEMM_DOT_MAX_ROWS, tg_dtype_name(a.dtype), a.ndim, tg_dtype_name(b.dtype), b.ndim);
         goto done;
     }
     int64_t m = a.shape[0], k = a.shape[1], n = b.shape[0], lda = tg_qgemm_lda(k);
@@ -63,8 +68,12 @@ PyObject *tg_py_qgemm_u8s8(PyObject *self, PyObject *args, PyObject *kwargs)
         for (int64_t r = 0; r < m; r++) memcpy(padded + r * lda, (const uint8_t *)a.data + r * k, (size_t)k);
         Py_BEGIN_ALLOW_THREADS
         tg_qgemm_backend previous = tg_qgemm_backend_set(backend);
-        tg_qgemm_pack_b(n, k, b.data, k, packed, sums);
-        tg_qgemm_u8s8(m, n, k, padded, lda, packed, c.data, n);
+        if (dot) {
+            tg_qgemm_u8s8_dot(m, n, k, padded, lda, b.data, k, c.data, n, sums);
+        } else {
+            tg_qgemm_pack_b(n, k, b.data, k, packed, sums);
+            tg_qgemm_u8s8(m, n, k, padded, lda, packed, c.data, n);
+        }
         tg_qgemm_backend_set(previous);
         Py_END_ALLOW_THREADS
         result = tg_py_tensor_wrap(&c);
