@@ -23,7 +23,7 @@
 #include "op.h"
 #include "qgemm.h"
 
-#define TG_QCONV_MIN_ROWS 1024                 /* images per block until the GEMM has this many rows */
+#define TG_QCONV_MIN_ROWS 1024                 /* images per block until the block has this many positions */
 #define TG_QCONV_COL_BUDGET ((int64_t)1 << 23) /* bytes of the im2col block */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -64,7 +64,8 @@ static tg_status check_weight(const char *op, const tg_tensor *const *in, int n_
     return TG_STATUS_OK;
 }
 
-/* The per-channel dequantisation of one GEMM output block. */
+/* The per-channel dequantisation of quantized_linear's int32 output (the conv's GEMM
+ * dequantizes in its own epilogue, tg_qgemm_dequant). */
 typedef struct dequant_ctx {
     const int32_t *acc;      /* [rows, ldacc] */
     int64_t ldacc;
@@ -73,7 +74,7 @@ typedef struct dequant_ctx {
     const float *bias;       /* [channels] or NULL */
     float input_scale;
     int32_t zero_point;
-    float *y;
+    float *y;                /* [rows, channels] */
     int64_t channels;
     int relu;
 } dequant_ctx;
