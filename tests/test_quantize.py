@@ -224,7 +224,8 @@ def _session(path, optimize=True):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-@pytest.mark.parametrize("arch,channels,size", [("fashioncnn", 1, 28), ("resnet18", 3, 32)])
+@pytest.mark.parametrize("arch,channels,size", [("fashioncnn", 1, 28), ("resnet18", 3, 32),
+                                                ("mobilenet_v3_small", 3, 32)])
 def test_qdq_export_runs_in_onnxruntime_and_matches(arch, channels, size, tmp_path):
     model = _trained_like(arch, num_classes=10, in_channels=channels, input_size=size)
     x = _images(32, channels=channels, size=size, seed=4)
@@ -235,8 +236,11 @@ def test_qdq_export_runs_in_onnxruntime_and_matches(arch, channels, size, tmp_pa
     assert proto.opset_import[0].version == 17
     ops = [node.op_type for node in proto.graph.node]
     assert "QuantizeLinear" in ops and ops.count("DequantizeLinear") == 2 * ops.count("QuantizeLinear")
-    weights = {t.name: t for t in proto.graph.initializer}
-    assert weights[("features.0.weight" if arch == "fashioncnn" else "conv1.weight")].data_type == onnx.TensorProto.INT8
+    int8 = [t.name for t in proto.graph.initializer if t.data_type == onnx.TensorProto.INT8]
+    weights = [name for name in int8 if "__" not in name]          # "__": the exporter's constants (zero points)
+    assert len(weights) == ops.count("QuantizeLinear")             # one int8 weight per quantized layer
+    assert ("features.0.weight" if arch == "fashioncnn" else "conv1.weight" if arch == "resnet18"
+            else "features.0.0.weight") in weights
     props = {p.key: p.value for p in proto.metadata_props}
     assert json.loads(props["quantization"])["format"] == "QDQ"
 
