@@ -14,6 +14,8 @@ from . import validator
 from .predict import load_model
 from . import export
 from .export import export_onnx
+from . import quantization
+from .quantization import quantize
 from .train import Run, train
 from .validator import validate_dataset
 
@@ -23,6 +25,7 @@ __all__ = [
     "ConfigError", "DatasetError", "DecodeError", "DTypeError", "OutOfMemoryError", "RegistryError", "ShapeError",
     "TrugradeError", "TrugradeIOError", "TrugradeValueError", "UnsupportedError",
     "Graph", "Tensor", "from_dlpack", "config", "data", "datasets", "export", "export_onnx", "models", "ops", "get_num_threads",
+    "quantization", "quantize",
     "set_num_threads",
     "probe_image", "read_idx", "read_image", "validate_dataset", "validator",
 ]

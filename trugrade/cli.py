@@ -3,7 +3,7 @@
     trugrade train CONFIG [--set k=v ...] [--resume RUN] [--name NAME] [--no-check]
     trugrade eval RUN_OR_CHECKPOINT --data PATH
     trugrade predict CHECKPOINT IMAGES... [--out DIR]   (segmentation: masks + probability maps)
-    trugrade export RUN_OR_CHECKPOINT --format onnx|safetensors --out PATH [--float16]
+    trugrade export RUN_OR_VERSION --format onnx|safetensors|package --out PATH [--float16] [--int8 --calib PATH]
     trugrade validate DATASET [--json out.json] [--html report.html] [--model RUN]
     trugrade dataset create --task TASK --from PATH --out PATH
     trugrade dataset convert SOURCE --to yolo|coco --out PATH
@@ -412,22 +412,60 @@ def _predict_tiles(model, args):
 
 
 def _configure_export(parser):
-    parser.add_argument("checkpoint", help="a run folder or a checkpoint (.safetensors)")
-    parser.add_argument("--format", required=True, choices=("onnx", "safetensors"),
-                        help="onnx: opset 17 for onnxruntime/TensorRT; safetensors: torchvision names for PyTorch")
+    parser.add_argument("checkpoint", metavar="RUN_OR_VERSION",
+                        help="a run folder, a checkpoint (.safetensors), or a registry version name:version "
+                             "(or name, its latest)")
+    parser.add_argument("--format", required=True, choices=("onnx", "safetensors", "package"),
+                        help="onnx: opset 17 for onnxruntime/TensorRT; safetensors: torchvision names for PyTorch; "
+                             "package: a portable registry package (.tgpkg)")
     parser.add_argument("--out", required=True, metavar="PATH", help="the file to write")
     parser.add_argument("--float16", action="store_true", help="onnx only: float16 weights and compute")
+    parser.add_argument("--int8", action="store_true",
+                        help="onnx only: int8 post-training quantization (QDQ), calibrated on --calib")
+    parser.add_argument("--calib", metavar="PATH",
+                        help="calibration images for --int8: a folder of images or of IDX files, an IDX file or .npy")
+    parser.add_argument("--calib-limit", type=int, default=512, metavar="N",
+                        help="calibration images used at most (a fixed random choice; default 512)")
+    parser.add_argument("--registry", metavar="DIR", help="the registry folder for a name:version reference")
+
+
+def _export_package(args):
+    import os
+    import tempfile
+
+    from . import registry as reg
+    if not os.path.exists(args.checkpoint):
+        return reg.Registry(args.registry).export(args.checkpoint, args.out)
+    from .predict import load_model
+    checkpoint = load_model(args.checkpoint).path
+    # NOTE: a package is made from a registry version; a run or checkpoint goes through a
+    # throwaway registry (its metadata comes from the checkpoint, as at registration).
+    with tempfile.TemporaryDirectory() as folder:
+        name = os.path.basename(os.path.normpath(args.checkpoint)).replace(".safetensors", "") or "model"
+        name = "".join(c if c.isalnum() or c in "._-" else "-" for c in name).lstrip("._-") or "model"
+        temporary = reg.Registry(folder)
+        entry = temporary.register(checkpoint, name)
+        return temporary.export(entry, args.out)
 
 
 def _run_export(args):
-    from .export import export_onnx, export_safetensors
-    from .predict import load_model
-    model = load_model(args.checkpoint)
+    from .export import export_onnx, export_safetensors, load_source
+    if (args.int8 or args.float16 or args.calib) and args.format != "onnx":
+        raise TrugradeError(f"export: --int8, --calib and --float16 apply to --format onnx, not {args.format}")
+    if args.int8 and not args.calib:
+        raise TrugradeError("export: --int8 needs --calib PATH (calibration images: a folder, an IDX file or .npy)")
+    if args.format == "package":
+        path = _export_package(args)
+        print(f"wrote {path} (package of {args.checkpoint})")
+        return 0
+    model = load_source(args.checkpoint, registry=args.registry)
     if args.format == "onnx":
-        export_onnx(model, args.out, float16=args.float16)
+        export_onnx(model, args.out, float16=args.float16, int8=args.int8, calib=args.calib,
+                    calib_limit=args.calib_limit)
     else:
         export_safetensors(model, args.out)
-    print(f"wrote {args.out} ({args.format}, {model.arch}, {len(model.classes)} classes, input {model.input_size})")
+    kind = f"{args.format}{', int8 QDQ' if args.int8 else ''}{', float16' if args.float16 else ''}"
+    print(f"wrote {args.out} ({kind}, {model.arch}, {len(model.classes)} classes, input {model.input_size})")
     return 0
 
 
@@ -435,7 +473,7 @@ register("train", "train a model from a config (or resume a run)", _configure_tr
 register("eval", "evaluate a trained model on a dataset's test split", _configure_eval, _run_eval)
 register("predict", "class probabilities of image files; masks and probability maps of tiles", _configure_predict,
          _run_predict)
-register("export", "write a trained model as ONNX or plain safetensors", _configure_export, _run_export)
+register("export", "write a trained model or registry version as ONNX (float32, float16, int8), safetensors or a package", _configure_export, _run_export)
 register("validate", "check a dataset: files, labels, balance, quality, duplicates, label errors",
          _configure_validate, _run_validate)
 register("dataset", "create, convert and describe datasets", _configure_dataset, _run_dataset)

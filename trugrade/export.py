@@ -7,15 +7,32 @@ safetensors with torchvision's parameter names.
     trugrade.export.export_onnx(model, "fm16.onnx", float16=True)        # float16 weights and compute
     trugrade.export.export_safetensors(model, "fm.safetensors")          # torchvision's state_dict names
 
+    trugrade.export_onnx(model, "fm8.onnx", int8=True, calib="/usr/share/datasets/fashion-mnist")
     trugrade export runs/fm --format onnx --out fm.onnx                  # the same from the shell
+    trugrade export fm-cnn:3 --format onnx --int8 --calib DIR --out fm8.onnx   # a registry version
+
+The model to export is a run folder, a checkpoint, or a registry version: "name:version",
+or "name" for its latest version (load_source; --registry DIR picks the registry folder).
 
 The ONNX graph is the model in eval mode (dropout and stochastic depth are identities,
 batchnorm uses its running statistics): input "input" float32 [batch, C, H, W] with a
 dynamic batch, already resized and normalised; output "logits" ([batch, classes], or
 [batch, classes, H, W] for segmentation). Initializers carry the parameters' own names.
 metadata_props: arch, input_size, in_channels, num_classes, and for a trained
-checkpoint classes (a JSON list) and normalization (JSON {"mean": [...], "std": [...]}).
+checkpoint classes (a JSON list) and normalization (JSON {"mean": [...], "std": [...]});
+for a registry version also registry_version ("name:version") and sha256 (of its weights).
 A float16 export keeps float32 input and output (Cast nodes at both ends).
+
+int8 (post-training static quantization, trugrade.quantization): the model is calibrated
+on `calib` and every conv and linear becomes QuantizeLinear -> DequantizeLinear on its
+uint8 input, DequantizeLinear (axis 0) on its int8 per-channel weight, then Conv / Gemm
+(the QDQ format); the other ops stay float32. A model already returned by
+trugrade.quantize exports the same way without calib. metadata_props gets
+quantization = {"format": "QDQ", "activations": "uint8 per tensor", "weights": "int8
+symmetric per channel"}. onnxruntime runs it as is (its graph optimiser fuses the QDQ
+pairs into integer kernels); TensorRT builds it with --int8:
+    trtexec --onnx=fm8.onnx --int8 --saveEngine=fm8.plan --minShapes=input:1x1x28x28 \\
+            --optShapes=input:64x1x28x28 --maxShapes=input:256x1x28x28
 
 Running it:
     onnxruntime:  onnxruntime.InferenceSession("fm.onnx").run(None, {"input": x})[0]
@@ -44,6 +61,9 @@ def _parts(model):
         meta = {"classes": json.dumps(list(model.classes)),
                 "normalization": json.dumps({"mean": [float(v) for v in np.ravel(model.mean)],
                                              "std": [float(v) for v in np.ravel(model.std)]})}
+        for key in ("registry_version", "sha256"):   # a registry version (load_source)
+            if key in getattr(model, "metadata", {}):
+                meta[key] = str(model.metadata[key])
     elif hasattr(model, "_c") and isinstance(model._c, _C.Model):
         inner, meta = model, {}
     else:
@@ -55,15 +75,58 @@ def _parts(model):
     return inner, meta
 
 
-def export_onnx(model, path, metadata=None, float16=False):
+def export_onnx(model, path, metadata=None, float16=False, int8=False, calib=None, calib_limit=512):
     """Writes `model` (trugrade.models.create or trugrade.load_model) as an ONNX opset-17
     file at `path`. metadata: extra {key: value} for metadata_props (non-str values are
     written as JSON). float16: float16 weights and compute, float32 input and output.
-    An op with no ONNX mapping raises UnsupportedError naming it."""
+    int8: a QDQ graph of the model quantized on `calib` (images: an array or a path, at
+    most calib_limit of them; see trugrade.quantization), or of a model trugrade.quantize
+    already returned. An op with no ONNX mapping raises UnsupportedError naming it."""
+    from .quantization import is_quantized, quantize
+    if int8 and float16:
+        raise TrugradeValueError("export_onnx: int8 and float16 are exclusive; choose one")
+    if int8 and not is_quantized(model):
+        if calib is None:
+            raise TrugradeValueError("export_onnx: int8 needs calibration images (calib=array or path), or a model "
+                                     "returned by trugrade.quantize")
+        model = quantize(model, calib, limit=calib_limit)
     inner, meta = _parts(model)
+    if is_quantized(model):
+        meta["quantization"] = json.dumps({"format": "QDQ", "activations": "uint8 per tensor",
+                                           "weights": "int8 symmetric per channel",
+                                           "layers": int(inner.quantized_layers)})
     for key, value in (metadata or {}).items():
         meta[str(key)] = value if isinstance(value, str) else json.dumps(value)
     _C.export_onnx(inner._c, os.fspath(path), meta, float16=bool(float16))
+
+
+def load_source(ref, registry=None):
+    """What `trugrade export` exports: a run folder or checkpoint path (trugrade.load_model),
+    else a registry version "name:version" or "name" (its latest), from the registry folder
+    `registry` (default: trugrade.registry.default_root()). The version's file is checked
+    against its SHA-256 first. Returns a LoadedModel with the version's classes and
+    normalisation."""
+    from .errors import RegistryError
+    from .predict import LoadedModel, load_model
+    text = os.fspath(ref)
+    if os.path.exists(text):
+        return load_model(text)
+    from .registry import Registry
+    try:
+        reg = Registry(registry)
+        entry = reg._resolve(text)
+    except RegistryError as exc:
+        raise TrugradeValueError(f"export: '{text}' is neither a run folder or checkpoint file nor a registry version "
+                                 f"(name:version or name): {exc}") from None
+    model = reg.load(entry)
+    channels = int(entry.in_channels)
+    normalization = entry.normalization or {"mean": [0.0] * channels, "std": [1.0] * channels}
+    metadata = {"arch": entry.architecture, "classes": list(entry.classes), "num_classes": entry.num_classes,
+                "input_size": model.options["input_size"], "in_channels": channels, "normalization": normalization,
+                "registry_version": entry.ref, "sha256": entry.sha256}
+    if isinstance(entry.config, dict) and entry.config.get("task") == "segmentation":
+        metadata["task"] = "segmentation"
+    return LoadedModel(model, metadata, entry.path)
 
 
 def export_safetensors(model, path):

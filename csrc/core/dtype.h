@@ -1,7 +1,8 @@
 /* dtype.h: element types of trugrade tensors and the bfloat16 conversions.
  *
  * float32 is the compute type; bfloat16 is for storage and mixed-precision GEMM
- * inputs; uint8/uint16 carry images; int32/int64 carry labels and indices. */
+ * inputs; uint8/uint16 carry images; int32/int64 carry labels and indices; int8
+ * carries quantized weights (ops/quantized.c). */
 #ifndef TG_DTYPE_H
 #define TG_DTYPE_H
 
@@ -16,6 +17,7 @@ typedef enum tg_dtype {
     TG_DTYPE_U16,
     TG_DTYPE_I32,
     TG_DTYPE_I64,
+    TG_DTYPE_I8,
     TG_DTYPE_COUNT
 } tg_dtype;
 

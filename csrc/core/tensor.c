@@ -14,6 +14,7 @@ size_t tg_dtype_size(tg_dtype dtype)
     case TG_DTYPE_U16: return 2;
     case TG_DTYPE_I32: return 4;
     case TG_DTYPE_I64: return 8;
+    case TG_DTYPE_I8: return 1;
     default: return 0;
     }
 }
@@ -27,6 +28,7 @@ const char *tg_dtype_name(tg_dtype dtype)
     case TG_DTYPE_U16: return "uint16";
     case TG_DTYPE_I32: return "int32";
     case TG_DTYPE_I64: return "int64";
+    case TG_DTYPE_I8: return "int8";
     default: return "invalid";
     }
 }

@@ -228,6 +228,14 @@ tg_status tg_onnx_const_float32(tg_onnx_emitter *e, const char *hint, int count,
     return add_tensor(e, *name, TG_ONNX_DTYPE_FLOAT, 1, shape, values, sizeof(float) * (size_t)count);
 }
 
+tg_status tg_onnx_const_bytes(tg_onnx_emitter *e, const char *hint, int dtype, int ndim, int count,
+                              const void *values, const char **name)
+{
+    TG_TRY(tg_onnx_temp_name(e, hint, name));
+    int64_t shape[1] = {count};
+    return add_tensor(e, *name, dtype, ndim ? 1 : 0, shape, values, (size_t)count);
+}
+
 static void emitter_free(tg_onnx_emitter *e)
 {
     tg_pb_free(&e->nodes);
@@ -360,8 +368,10 @@ static tg_status emit_constant(tg_onnx_emitter *e, const tg_node *node)
     const tg_tensor *t = &node->value;
     if (t->dtype == TG_DTYPE_F32) return tg_onnx_initializer_f32(e, node->name, t->ndim, t->shape, t->data);
     if (t->dtype == TG_DTYPE_I64) return tg_onnx_initializer_i64(e, node->name, t->ndim, t->shape, t->data);
-    return tg_error(TG_STATUS_UNSUPPORTED, "export_onnx: '%s' is %s; only float32 and int64 parameters and buffers "
-                    "are exported", node->name, tg_dtype_name(t->dtype));
+    if (t->dtype == TG_DTYPE_I8)
+        return add_tensor(e, node->name, TG_ONNX_DTYPE_INT8, t->ndim, t->shape, t->data, (size_t)tg_tensor_numel(t));
+    return tg_error(TG_STATUS_UNSUPPORTED, "export_onnx: '%s' is %s; only float32, int64 and int8 parameters and "
+                    "buffers are exported", node->name, tg_dtype_name(t->dtype));
 }
 
 /* Names every needed node's value and emits the nodes in graph order. */

@@ -11,8 +11,11 @@
  * "trugrade"; graph input "input" float32 [batch, C, H, W] with a dynamic batch
  * ("batch"), output "logits"; one initializer per parameter or buffer read, named
  * as the parameter (torchvision's names); metadata_props as given.
- * Not here: training graphs, int8 quantisation. The protobuf bytes are written by
- * protobuf.c; no ONNX library is linked. */
+ * int8 parameters and buffers (quantized weights) are written as INT8 initializers;
+ * the quantized ops (ops/quantized.c) write their QuantizeLinear / DequantizeLinear
+ * nodes themselves, so a quantized model exports as a QDQ graph with no option here.
+ * Not here: training graphs, choosing quantisation parameters (models/quantize.c).
+ * The protobuf bytes are written by protobuf.c; no ONNX library is linked. */
 #ifndef TG_ONNX_H
 #define TG_ONNX_H
 
@@ -26,6 +29,8 @@
 
 /* ONNX TensorProto.DataType values used here. */
 #define TG_ONNX_DTYPE_FLOAT 1
+#define TG_ONNX_DTYPE_UINT8 2
+#define TG_ONNX_DTYPE_INT8 3
 #define TG_ONNX_DTYPE_INT64 7
 #define TG_ONNX_DTYPE_FLOAT16 10
 
@@ -114,6 +119,11 @@ tg_status tg_onnx_const_i64(tg_onnx_emitter *e, const char *hint, int count, con
 /* A 1-D float32 constant whatever the export's float type (Resize's scales). */
 tg_status tg_onnx_const_float32(tg_onnx_emitter *e, const char *hint, int count, const float *values,
                                 const char **name);
+
+/* A constant of 8-bit integers under a fresh name: dtype TG_ONNX_DTYPE_UINT8 or
+ * TG_ONNX_DTYPE_INT8, ndim 0 (a scalar; count 1) or 1 ([count]); quantisation zero points. */
+tg_status tg_onnx_const_bytes(tg_onnx_emitter *e, const char *hint, int dtype, int ndim, int count,
+                              const void *values, const char **name);
 
 /* ONNX's element type for float values in this export (float or float16). */
 int tg_onnx_float_type(const tg_onnx_emitter *e);

@@ -54,3 +54,6 @@ TG_OP(stochastic_depth)
 /* segmentation losses (seg_loss.c) */
 TG_OP(softmax_focal_loss)
 TG_OP(scale)
+/* int8 inference (quantized.c): what trugrade.quantize puts in place of conv2d and linear */
+TG_OP(quantized_conv2d)
+TG_OP(quantized_linear)

@@ -162,5 +162,15 @@ PyObject *tg_py_export_onnx(PyObject *self, PyObject *args, PyObject *kwargs);
 #define TG_PY_EXPORT_METHODS                                                                         \
     {"export_onnx", (PyCFunction)(void (*)(void))tg_py_export_onnx, METH_VARARGS | METH_KEYWORDS,    \
      "export_onnx(model, path, metadata=None, input=-1, output=-1, float16=False): writes ONNX opset 17"},
+/* The integer GEMM of the quantized ops (quantize.c). */
+PyObject *tg_py_qgemm_u8s8(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_qgemm_s8u8_cols(PyObject *self, PyObject *args, PyObject *kwargs);
+PyObject *tg_py_qgemm_kernel_name(PyObject *self, PyObject *unused);
+#define TG_PY_QUANTIZE_METHODS                                                                  \
+    {"qgemm_u8s8", (PyCFunction)(void (*)(void))tg_py_qgemm_u8s8, METH_VARARGS | METH_KEYWORDS, \
+     "qgemm_u8s8(a uint8 [m, k], b int8 [n, k], backend='auto', form='packed') -> int32 [m, n]"}, \
+    {"qgemm_s8u8_cols", (PyCFunction)(void (*)(void))tg_py_qgemm_s8u8_cols, METH_VARARGS | METH_KEYWORDS, \
+     "qgemm_s8u8_cols(w int8 [o, k], x uint8 [k, p], backend='auto') -> int32 [o, p]"},       \
+    {"qgemm_kernel_name", tg_py_qgemm_kernel_name, METH_NOARGS, "the int8 GEMM kernel of this CPU"},
 
 #endif

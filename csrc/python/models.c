@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../models/model.h"
+#include "../models/quantize.h"
 #include "binding.h"
 
 typedef struct {
@@ -334,6 +335,78 @@ static PyObject *model_get_options(PyObject *self, void *closure)
                          "focal_gamma", o->focal_gamma, "class_weights", weights);
 }
 
+/* ranges: a writable float32 numpy array [n_nodes, 2]; -1 with an exception otherwise. */
+static int ranges_buffer(PyObject *ranges, const tg_graph *graph, Py_buffer *view, int writable)
+{
+    if (PyObject_GetBuffer(ranges, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0)) != 0)
+        return -1;
+    if (view->itemsize != 4 || !view->format || strcmp(view->format, "f") != 0 ||
+        view->len != (Py_ssize_t)sizeof(float) * 2 * graph->n_nodes) {
+        PyErr_Format(PyExc_ValueError, "quantize: ranges must be a C-contiguous float32 array of shape (%d, 2) "
+                     "(one (min, max) per graph node)", graph->n_nodes);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* calibrate(x, ranges): widens ranges [n_nodes, 2] (min, max) with the inputs of the
+ * quantizable layers on the float32 batch x (quantize.h). */
+static PyObject *model_calibrate(PyObject *self, PyObject *args)
+{
+    PyObject *x, *ranges;
+    if (!PyArg_ParseTuple(args, "OO", &x, &ranges)) return NULL;
+    ModelObject *m = (ModelObject *)self;
+    Py_buffer view;
+    tg_tensor images;
+    if (ranges_buffer(ranges, &m->model.graph, &view, 1) != 0) return NULL;
+    if (tg_py_tensor_from_object(x, &images, "x") != 0) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    tg_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = tg_quant_calibrate(&m->model, &images, view.buf);
+    Py_END_ALLOW_THREADS
+    m->planned_for = 0;
+    tg_tensor_free(&images);
+    PyBuffer_Release(&view);
+    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    Py_RETURN_NONE;
+}
+
+/* quantize(ranges) -> (Model, layers quantized): the int8 model of the calibrated ranges. */
+static PyObject *model_quantize(PyObject *self, PyObject *args)
+{
+    PyObject *ranges;
+    if (!PyArg_ParseTuple(args, "O", &ranges)) return NULL;
+    ModelObject *m = (ModelObject *)self;
+    Py_buffer view;
+    if (ranges_buffer(ranges, &m->model.graph, &view, 0) != 0) return NULL;
+    ModelObject *q = (ModelObject *)tg_py_model_type.tp_alloc(&tg_py_model_type, 0);
+    if (!q) {
+        PyBuffer_Release(&view);
+        return NULL;
+    }
+    int count = 0;
+    tg_status status;
+    Py_BEGIN_ALLOW_THREADS
+    status = tg_model_quantize(&q->model, &m->model, view.buf, &count);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    if (status != TG_STATUS_OK) {
+        Py_DECREF(q);
+        return tg_py_raise(status);
+    }
+    q->built = 1;
+    return Py_BuildValue("(Ni)", (PyObject *)q, count);
+}
+
+static PyObject *model_node_count(PyObject *self, PyObject *unused)
+{
+    return PyLong_FromLong(model_of(self)->graph.n_nodes);
+}
+
 static PyGetSetDef model_getset[] = {
     {"arch", model_get_arch, NULL, "architecture name", NULL},
     {"options", model_get_options, NULL, "creation options", NULL},
@@ -353,6 +426,10 @@ static PyMethodDef model_methods[] = {
     {"parameter_count", model_parameter_count, METH_NOARGS, "trainable parameters (buffers excluded)"},
     {"memory", (PyCFunction)(void (*)(void))model_memory, METH_VARARGS | METH_KEYWORDS,
      "memory(batch=0, training=True) -> planned bytes of one step, before running it"},
+    {"calibrate", model_calibrate, METH_VARARGS,
+     "calibrate(x, ranges): widens ranges float32 [node_count(), 2] with the quantizable layers' inputs on x"},
+    {"quantize", model_quantize, METH_VARARGS, "quantize(ranges) -> (int8 Model, layers quantized)"},
+    {"node_count", model_node_count, METH_NOARGS, "nodes in the graph"},
     {NULL, NULL, 0, NULL},
 };
 

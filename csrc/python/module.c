@@ -91,6 +91,7 @@ static int dtype_from_format(const Py_buffer *view, tg_dtype *out)
     switch (c) {
     case 'f': *out = TG_DTYPE_F32; return 0;
     case 'B': *out = TG_DTYPE_U8; return 0;
+    case 'b': *out = TG_DTYPE_I8; return 0;
     case 'H': *out = TG_DTYPE_U16; return 0;
     case 'i': *out = TG_DTYPE_I32; return view->itemsize == 4 ? 0 : -1;
     case 'l': case 'q': *out = TG_DTYPE_I64; return view->itemsize == 8 ? 0 : -1;
@@ -172,6 +173,7 @@ static const char *buffer_format(tg_dtype dtype)
     case TG_DTYPE_U16: return "H";
     case TG_DTYPE_I32: return "i";
     case TG_DTYPE_I64: return "q";
+    case TG_DTYPE_I8: return "b";
     default: return "B";
     }
 }
@@ -347,6 +349,7 @@ static PyMethodDef module_methods[] = {
     TG_PY_VALIDATE_METHODS
     TG_PY_LOADER_METHODS
     TG_PY_EXPORT_METHODS
+    TG_PY_QUANTIZE_METHODS
     {NULL, NULL, 0, NULL},
 };
 

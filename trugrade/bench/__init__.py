@@ -3,7 +3,9 @@
 `python -m trugrade.bench SECTION [OPTIONS]` (`make bench` runs ops, data and
 train --compare). Sections: ops (gemm, conv, per-op overhead), validate, data
 (loading), train (full training steps of a zoo architecture; --compare the standard
-set), fashion (Fashion-MNIST end to end, several minutes). Each section module here times
+set), fashion (Fashion-MNIST end to end, several minutes), int8 (post-training
+quantization of the Fashion-MNIST recipe: accuracy drop and int8 speed-up, trugrade
+against itself). Each section module here times
 trugrade and asks its PyTorch twin in the repository's bench/ folder (run in a
 subprocess with PyTorch's best environment: OPENBLAS_CORETYPE unset,
 OPENBLAS_NUM_THREADS=1, 2 threads, channels_last) for the same measurement.
