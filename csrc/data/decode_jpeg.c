@@ -26,6 +26,10 @@
  * library walk the whole coefficient buffer, so a file of tiny scans is a CPU bomb. */
 #define JPEG_MAX_SCANS 1000
 
+/* The narrowest band of columns tg_jpeg_decode_window decodes (see its NOTE): 8 chroma
+ * columns at the widest subsampling, 4:1. */
+#define JPEG_MIN_BAND 32
+
 int tg_jpeg_sniff(const uint8_t *data, size_t size)
 {
     return size >= 3 && data[0] == 0xff && data[1] == 0xd8 && data[2] == 0xff;
@@ -276,8 +280,13 @@ static tg_status decode_window_with_libjpeg(const tg_decode_input *in, tg_image_
                         (long long)width, (long long)height);
     /* NOTE: fancy upsampling treats the edges of a cropped band like image edges, so
      * the band reaches one column past the window on each side: the window's own
-     * columns then come out as in a whole decode. */
+     * columns then come out as in a whole decode. libjpeg-turbo upsamples a band of a
+     * single chroma column differently again, so a band is at least MIN_BAND wide. */
     int64_t x0 = want[0] > 0 ? want[0] - 1 : 0, x1 = want[2] < width ? want[2] + 1 : width;
+    if (x1 - x0 < JPEG_MIN_BAND) {
+        x1 = x0 + JPEG_MIN_BAND < width ? x0 + JPEG_MIN_BAND : width;
+        x0 = x1 - JPEG_MIN_BAND > 0 ? x1 - JPEG_MIN_BAND : 0;
+    }
     jpeg_start_decompress(cinfo);
     JDIMENSION x_offset = (JDIMENSION)x0, band = (JDIMENSION)(x1 - x0);
     if (band < cinfo->output_width) jpeg_crop_scanline(cinfo, &x_offset, &band);
