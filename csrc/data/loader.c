@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "image.h"
 
@@ -378,6 +379,20 @@ static tg_status choose_window(void *ctx, int64_t channels, int64_t height, int6
                                     (uint64_t)choice->k, window);
 }
 
+/* NOTE: only files named like JPEGs try the window path: for others (a PNG dataset of
+ * tiny images) the extra open would be pure cost. A JPEG under another name still
+ * decodes, whole. */
+static int named_like_jpeg(const char *path)
+{
+    static const char *const suffixes[] = {".jpg", ".jpeg", ".jpe", ".jfif"};
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        size_t m = strlen(suffixes[i]);
+        if (n >= m && strcasecmp(path + n - m, suffixes[i]) == 0) return 1;
+    }
+    return 0;
+}
+
 /* Sample k from the part of its file that its draws read (tg_image_read_window), for a
  * classification loader without a cache; *taken = 0 when the file is not for that path.
  * NOTE: the part's pixels are a whole decode's, so the batch is the same bytes either
@@ -415,7 +430,7 @@ static tg_status make_sample(worker *w, int64_t k, int64_t epoch, float *image_o
                              const char **failed)
 {
     tg_loader *L = w->loader;
-    if (!L->cache && !L->segmentation) {
+    if (!L->cache && !L->segmentation && named_like_jpeg(L->files[k].image)) {
         int taken;
         tg_status status = sample_from_window(w, k, epoch, image_out, target_out, failed, &taken);
         if (status != TG_STATUS_OK || taken) return status;
