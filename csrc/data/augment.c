@@ -411,16 +411,39 @@ size_t tg_augment_scratch_bytes(const tg_augment_pipeline *pipeline, int64_t cha
 
 /* ---- execution ---- */
 
+/* The view of a sample's image: the whole image's size, and the part its tensor holds. */
+static tg_augment_view view_of_sample(const tg_augment_sample *s)
+{
+    const tg_tensor *im = s->image;
+    const tg_augment_part *part = &s->part;
+    int64_t c = part->interleaved ? im->shape[2] : im->shape[0];
+    int64_t rows = part->interleaved ? im->shape[0] : im->shape[1], cols = part->interleaved ? im->shape[1] : im->shape[2];
+    int whole = part->height == 0;
+    return (tg_augment_view){im->dtype, im->data, c, whole ? rows : part->height, whole ? cols : part->width,
+                             whole ? 0 : part->x0, whole ? 0 : part->y0, rows, cols, part->interleaved};
+}
+
 static tg_status check_sample(const tg_augment_sample *s, int i, const tg_augment_sample *first)
 {
     char buf[64];
     const tg_tensor *im = s->image;
+    const char *layout = s->part.interleaved ? "(H, W, C)" : "(C, H, W)";
     if (!im || im->ndim != 3 || im->shape[0] < 1 || im->shape[1] < 1 || im->shape[2] < 1)
-        return tg_error(TG_STATUS_SHAPE, "augment: sample %d's image must be (C, H, W) with every dim >= 1, got %s", i,
+        return tg_error(TG_STATUS_SHAPE, "augment: sample %d's image must be %s with every dim >= 1, got %s", i, layout,
                         im ? tg_shape_str(im, buf, sizeof buf) : "none");
     if (im->dtype != TG_DTYPE_U8 && im->dtype != TG_DTYPE_U16 && im->dtype != TG_DTYPE_F32)
         return tg_error(TG_STATUS_DTYPE, "augment: sample %d's image is %s; use uint8, uint16 or float32", i,
                         tg_dtype_name(im->dtype));
+    if (s->part.interleaved || s->part.height) {
+        tg_augment_view v = view_of_sample(s);
+        if (s->mask || first != s)
+            return tg_error(TG_STATUS_VALUE, "augment: sample %d is a part of an image or interleaved, which only a "
+                            "single sample without a mask may be; pass the whole (C, H, W) image", i);
+        if (v.x0 < 0 || v.y0 < 0 || v.h < 1 || v.w < 1 || v.x0 + v.cols > v.w || v.y0 + v.rows > v.h)
+            return tg_error(TG_STATUS_VALUE, "augment: sample %d holds %lld x %lld pixels at (%lld, %lld), which is "
+                            "not inside its whole image of %lld x %lld", i, (long long)v.cols, (long long)v.rows,
+                            (long long)v.x0, (long long)v.y0, (long long)v.w, (long long)v.h);
+    }
     if (s->mask) {
         const tg_tensor *m = s->mask;
         if (m->ndim != 2 || m->shape[0] != im->shape[1] || m->shape[1] != im->shape[2])
@@ -447,7 +470,26 @@ static tg_status check_sample(const tg_augment_sample *s, int i, const tg_augmen
 
 static tg_augment_view view_of(const tg_tensor *image)
 {
-    return (tg_augment_view){image->dtype, image->data, image->shape[0], image->shape[1], image->shape[2]};
+    return (tg_augment_view){.dtype = image->dtype, .data = image->data, .c = image->shape[0], .h = image->shape[1],
+                             .w = image->shape[2]};
+}
+
+/* The rectangle of the input that a plan reads: its first step's window when that step
+ * is geometric (it reads nothing else), else the whole (h, w). */
+static tg_augment_rect plan_source_window(const plan *p, int64_t h, int64_t w)
+{
+    if (!p->mosaic && p->n > 0 && p->steps[0].kind == STEP_KIND_GEOM) return p->steps[0].geom.window;
+    return (tg_augment_rect){0, 0, w, h};
+}
+
+tg_status tg_augment_source_window(const tg_augment_pipeline *pipeline, int64_t channels, int64_t height,
+                                   int64_t width, uint64_t seed, uint64_t epoch, uint64_t index, int64_t window[4])
+{
+    plan p;
+    TG_TRY(plan_build(pipeline, channels, height, width, TG_DTYPE_U8, seed, epoch, index, &p));
+    tg_augment_rect r = plan_source_window(&p, height, width);
+    window[0] = r.x0, window[1] = r.y0, window[2] = r.x1, window[3] = r.y1;
+    return TG_STATUS_OK;
 }
 
 /* Copies a sample's boxes into out[at..] and returns how many. */
@@ -500,13 +542,27 @@ tg_status tg_augment_apply(const tg_augment_pipeline *pipeline, const tg_augment
         max_w = samples[i].image->shape[2] > max_w ? samples[i].image->shape[2] : max_w;
         total_boxes += samples[i].n_boxes;
     }
+    if (wants_mosaic && (samples[0].part.interleaved || samples[0].part.height))
+        return tg_error(TG_STATUS_VALUE, "augment: mosaic takes whole (C, H, W) images; sample 0 is a part or "
+                        "interleaved");
     const tg_augment_sample *first = &samples[0];
     const tg_tensor *image = first->image;
-    const int64_t c = image->shape[0];
+    const tg_augment_view source = view_of_sample(first);
+    const int64_t c = source.c;
     plan p;
-    TG_TRY(plan_build(pipeline, c, image->shape[1], image->shape[2], image->dtype, seed, epoch, index, &p));
+    TG_TRY(plan_build(pipeline, c, source.h, source.w, image->dtype, seed, epoch, index, &p));
     const int mosaic = p.mosaic;
-    if (!mosaic) max_h = image->shape[1], max_w = image->shape[2], total_boxes = first->n_boxes;
+    if (!mosaic) max_h = source.h, max_w = source.w, total_boxes = first->n_boxes;
+    if (source.rows != source.h || source.cols != source.w) {
+        tg_augment_rect need = plan_source_window(&p, source.h, source.w);
+        if (need.x0 < source.x0 || need.y0 < source.y0 || need.x1 > source.x0 + source.cols ||
+            need.y1 > source.y0 + source.rows)
+            return tg_error(TG_STATUS_VALUE, "augment: the sample holds pixels [%lld, %lld) x [%lld, %lld) of its "
+                            "image but these draws read [%lld, %lld) x [%lld, %lld); pass the part that "
+                            "tg_augment_source_window gives", (long long)source.x0, (long long)(source.x0 + source.cols),
+                            (long long)source.y0, (long long)(source.y0 + source.rows), (long long)need.x0,
+                            (long long)need.x1, (long long)need.y0, (long long)need.y1);
+    }
 
     scratch_layout l = layout_for(pipeline, c, max_h, max_w);
     size_t need = 2 * l.image_bytes + 2 * l.mask_bytes + l.table_bytes + l.temp_bytes + 64;
@@ -539,9 +595,9 @@ tg_status tg_augment_apply(const tg_augment_pipeline *pipeline, const tg_augment
 
     const tg_dtype mask_dtype = has_mask ? first->mask->dtype : TG_DTYPE_U8;
     const int64_t mask_fill = (int64_t)pipeline->mask_fill;
-    tg_augment_view cur = view_of(image);
+    tg_augment_view cur = source;
     const void *cur_mask = has_mask ? first->mask->data : NULL;
-    int64_t mh = image->shape[1], mw = image->shape[2];
+    int64_t mh = source.h, mw = source.w;
     int writable = 0;
     int64_t n_boxes = 0;
 
@@ -566,7 +622,7 @@ tg_status tg_augment_apply(const tg_augment_pipeline *pipeline, const tg_augment
                 compose_forward(out->forward, &g);
             }
         }
-        cur = (tg_augment_view){TG_DTYPE_F32, dst, c, p.mosaic_size, p.mosaic_size};
+        cur = (tg_augment_view){.dtype = TG_DTYPE_F32, .data = dst, .c = c, .h = p.mosaic_size, .w = p.mosaic_size};
         cur_mask = mdst;
         mh = mw = p.mosaic_size;
         writable = 1;
@@ -580,7 +636,7 @@ tg_status tg_augment_apply(const tg_augment_pipeline *pipeline, const tg_augment
             const tg_augment_geom *g = &s->geom;
             float *dst = i == last_geom ? out->image : (cur.data == image_buffers[0] ? image_buffers[1] : image_buffers[0]);
             tg_augment_resample_image(g, &cur, dst, tables);
-            cur = (tg_augment_view){TG_DTYPE_F32, dst, c, g->out_h, g->out_w};
+            cur = (tg_augment_view){.dtype = TG_DTYPE_F32, .data = dst, .c = c, .h = g->out_h, .w = g->out_w};
             writable = 1;
             if (has_mask) {
                 void *mdst = i == last_geom ? out->mask : (cur_mask == mask_buffers[0] ? mask_buffers[1] : mask_buffers[0]);
@@ -594,7 +650,7 @@ tg_status tg_augment_apply(const tg_augment_pipeline *pipeline, const tg_augment
         if (!writable) {
             float *dst = i > last_geom ? out->image : image_buffers[0];
             tg_augment_to_float(&cur, dst);
-            cur = (tg_augment_view){TG_DTYPE_F32, dst, cur.c, cur.h, cur.w};
+            cur = (tg_augment_view){.dtype = TG_DTYPE_F32, .data = dst, .c = cur.c, .h = cur.h, .w = cur.w};
             writable = 1;
         }
         float *x = (float *)cur.data;

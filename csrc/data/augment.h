@@ -119,14 +119,32 @@ void tg_augment_pipeline_init(tg_augment_pipeline *pipeline);
  * kind), the parameter, its value and the allowed range. */
 tg_status tg_augment_pipeline_validate(const tg_augment_pipeline *pipeline);
 
+/* How a sample's image tensor holds the image; all zero: the whole image, (C, H, W).
+ * A decoder can hand over only the pixels the draws read (tg_augment_source_window),
+ * in the interleaved order it decodes them: the result is the whole image's, bit for
+ * bit. Only for a single sample without a mask (no mosaic). */
+typedef struct tg_augment_part {
+    int64_t height, width;       /* the whole image; 0: the tensor is the whole image */
+    int64_t x0, y0;              /* where the tensor's pixels lie in the whole image */
+    int interleaved;             /* 1: the tensor is (rows, cols, C) instead of (C, rows, cols) */
+} tg_augment_part;
+
 /* One input: an image and optionally its mask and boxes. */
 typedef struct tg_augment_sample {
-    const tg_tensor *image;      /* (C, H, W) uint8 / uint16 / float32 */
+    const tg_tensor *image;      /* (C, H, W) uint8 / uint16 / float32; see part */
     const tg_tensor *mask;       /* (H, W) uint8 / int32 / int64, or NULL */
     const float *boxes;          /* [n_boxes, 4], or NULL when n_boxes is 0 */
     const int64_t *labels;       /* [n_boxes], or NULL (labels read as 0) */
     int64_t n_boxes;
+    tg_augment_part part;        /* zero: image is the whole (C, H, W) image */
 } tg_augment_sample;
+
+/* The rectangle window = (x0, y0, x1, y1) of a (channels, height, width) image that
+ * tg_augment_apply reads with these (seed, epoch, index): the first geometric step's
+ * source window (a random_resized_crop's box, say) when the pipeline starts with one,
+ * else the whole image. */
+tg_status tg_augment_source_window(const tg_augment_pipeline *pipeline, int64_t channels, int64_t height,
+                                   int64_t width, uint64_t seed, uint64_t epoch, uint64_t index, int64_t window[4]);
 
 /* Where the result goes, and what the call reports. */
 typedef struct tg_augment_output {

@@ -203,6 +203,21 @@ void tg_augment_normalize(float *image, int64_t c, int64_t h, int64_t w, const d
 void tg_augment_to_float(const tg_augment_view *src, float *dst)
 {
     const int64_t n = src->c * src->h * src->w;
+    if (src->interleaved || src->x0 || src->y0 || (src->rows && src->rows != src->h) ||
+        (src->cols && src->cols != src->w)) {
+        /* NOTE: a part reaches here only when it is the whole image (tg_augment_apply checks). */
+        int64_t plane, row, col, extent;
+        tg_augment_view_strides(src, &plane, &row, &col, &extent);
+        for (int64_t c = 0; c < src->c; c++)
+            for (int64_t y = 0; y < src->h; y++)
+                for (int64_t x = 0; x < src->w; x++) {
+                    int64_t at = c * plane + y * row + x * col;
+                    dst[(c * src->h + y) * src->w + x] = src->dtype == TG_DTYPE_U8    ? (float)((const uint8_t *)src->data)[at]
+                                                         : src->dtype == TG_DTYPE_U16 ? (float)((const uint16_t *)src->data)[at]
+                                                                                      : ((const float *)src->data)[at];
+                }
+        return;
+    }
     switch (src->dtype) {
     case TG_DTYPE_U8: {
         const uint8_t *restrict s = src->data;

@@ -114,8 +114,12 @@ typedef struct tap {
     float w1;          /* weight of o1 */
 } tap;
 
-/* Taps of an axis: source index s = a * (i + 0.5) + b - 0.5 for i in [0, n), clamped to [lo, hi). */
-static void axis_taps(tap *taps, int64_t n, double a, double b, int64_t lo, int64_t hi, int64_t stride)
+/* Taps of an axis: source index s = a * (i + 0.5) + b - 0.5 for i in [0, n), clamped to [lo, hi);
+ * offsets count from source index `origin` (where the view's data starts).
+ * NOTE: s and the weights are computed in whole-image indices whatever the origin, so
+ * a part of an image resamples to the very bits of the whole image. */
+static void axis_taps(tap *taps, int64_t n, double a, double b, int64_t lo, int64_t hi, int64_t origin,
+                      int64_t stride)
 {
     for (int64_t i = 0; i < n; i++) {
         double s = a * ((double)i + 0.5) + b - 0.5;
@@ -123,7 +127,7 @@ static void axis_taps(tap *taps, int64_t n, double a, double b, int64_t lo, int6
         if (s > (double)(hi - 1)) s = (double)(hi - 1);
         int64_t i0 = (int64_t)floor(s);
         int64_t i1 = i0 + 1 < hi ? i0 + 1 : hi - 1;
-        taps[i].o0 = i0 * stride, taps[i].o1 = i1 * stride;
+        taps[i].o0 = (i0 - origin) * stride, taps[i].o1 = (i1 - origin) * stride;
         taps[i].w1 = (float)(s - (double)i0);
     }
 }
@@ -158,79 +162,122 @@ DEFINE_SEPARABLE(separable_u8, uint8_t)
 DEFINE_SEPARABLE(separable_u16, uint16_t)
 DEFINE_SEPARABLE(separable_f32, float)
 
-/* One output row of a straight (not transposed) uint8 resample with AVX-512: a 32-bit
- * gather at each left tap also brings its right neighbour (byte 1), which is the right
- * tap. NOTE: the arithmetic is the scalar kernel's, in the same order and without FMA,
- * so both paths give identical bits. The caller guarantees 4 readable bytes at every
- * gathered offset. */
-__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void row_u8_avx512(
-    const uint8_t *r0, const uint8_t *r1, float wy1f, const int32_t *restrict col_offset,
-    const float *restrict col_w1, float *restrict d, int64_t x0, int64_t x1)
+/* One source row through the column taps: h[x] = w0 * r[o] + w1 * r[o + step] for x in
+ * [x0, x1), in the scalar kernel's operations (separable_u8: same bits); the gathers need 4
+ * readable bytes at r + o. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void hrow_u8_avx512(
+    const uint8_t *r, const int32_t *restrict col_offset, const float *restrict col_w1, float *restrict h, int64_t x0,
+    int64_t x1, int step)
 {
-    const __m512 one = _mm512_set1_ps(1.0f), wy1 = _mm512_set1_ps(wy1f), wy0 = _mm512_set1_ps(1.0f - wy1f);
+    const __m512 one = _mm512_set1_ps(1.0f);
     const __m512i low = _mm512_set1_epi32(0xff);
+    const __m128i shift = _mm_cvtsi32_si128(8 * step);
     int64_t x = x0;
     for (; x + 16 <= x1; x += 16) {
         __m512i offset = _mm512_loadu_si512((const void *)(col_offset + x));
         __m512 w1 = _mm512_loadu_ps(col_w1 + x), w0 = _mm512_sub_ps(one, w1);
-        __m512i g0 = _mm512_i32gather_epi32(offset, (const void *)r0, 1);
-        __m512 a = _mm512_cvtepi32_ps(_mm512_and_si512(g0, low));
-        __m512 b = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(g0, 8), low));
-        __m512 top = _mm512_add_ps(_mm512_mul_ps(w0, a), _mm512_mul_ps(w1, b));
-        __m512 v = _mm512_mul_ps(wy0, top);
-        if (wy1f != 0.0f) {
-            __m512i g1 = _mm512_i32gather_epi32(offset, (const void *)r1, 1);
-            __m512 c = _mm512_cvtepi32_ps(_mm512_and_si512(g1, low));
-            __m512 e = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srli_epi32(g1, 8), low));
-            __m512 bottom = _mm512_add_ps(_mm512_mul_ps(w0, c), _mm512_mul_ps(w1, e));
-            v = _mm512_add_ps(v, _mm512_mul_ps(wy1, bottom));
-        }
-        _mm512_storeu_ps(d + x, v);
+        __m512i g = _mm512_i32gather_epi32(offset, (const void *)r, 1);
+        __m512 a = _mm512_cvtepi32_ps(_mm512_and_si512(g, low));
+        __m512 b = _mm512_cvtepi32_ps(_mm512_and_si512(_mm512_srl_epi32(g, shift), low));
+        _mm512_storeu_ps(h + x, _mm512_add_ps(_mm512_mul_ps(w0, a), _mm512_mul_ps(w1, b)));
     }
-    const float wy0s = 1.0f - wy1f;
     for (; x < x1; x++) {
         float w1 = col_w1[x], w0 = 1.0f - w1;
-        float top = w0 * (float)r0[col_offset[x]] + w1 * (float)r0[col_offset[x] + 1];
-        d[x] = wy1f == 0.0f ? wy0s * top
-                            : wy0s * top + wy1f * (w0 * (float)r1[col_offset[x]] + w1 * (float)r1[col_offset[x] + 1]);
+        h[x] = w0 * (float)r[col_offset[x]] + w1 * (float)r[col_offset[x] + step];
     }
 }
 
-/* The straight uint8 case through row_u8_avx512; returns 0 when it does not apply. */
+/* One output row from two filtered source rows: d = wy0 * h0, plus wy1 * h1 when wy1 != 0
+ * (the scalar kernel's order of operations, without FMA). */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void vrow_avx512(
+    const float *restrict h0, const float *restrict h1, float wy1f, float *restrict d, int64_t x0, int64_t x1)
+{
+    const float wy0f = 1.0f - wy1f;
+    const __m512 wy0 = _mm512_set1_ps(wy0f), wy1 = _mm512_set1_ps(wy1f);
+    int64_t x = x0;
+    if (wy1f == 0.0f) {
+        for (; x + 16 <= x1; x += 16) _mm512_storeu_ps(d + x, _mm512_mul_ps(wy0, _mm512_loadu_ps(h0 + x)));
+        for (; x < x1; x++) d[x] = wy0f * h0[x];
+        return;
+    }
+    for (; x + 16 <= x1; x += 16)
+        _mm512_storeu_ps(d + x, _mm512_add_ps(_mm512_mul_ps(wy0, _mm512_loadu_ps(h0 + x)),
+                                              _mm512_mul_ps(wy1, _mm512_loadu_ps(h1 + x))));
+    for (; x < x1; x++) d[x] = wy0f * h0[x] + wy1f * h1[x];
+}
+
+/* The two most recent filtered source rows of one channel (a downscale reads each row
+ * for up to two output rows, an upscale for many). */
+typedef struct hrow_cache {
+    int64_t offset[2];          /* source row offsets held, -1: none */
+    float *row[2];              /* [out_w] each */
+} hrow_cache;
+
+/* The filtered row at `offset` of channel data s, computed unless cached; the row at
+ * `keep` stays cached. */
+static const float *cached_hrow(hrow_cache *cache, const uint8_t *s, const uint8_t *end, int64_t offset, int64_t keep,
+                                const tap *cols, const int32_t *col_offset, const float *col_w1, int64_t max_offset,
+                                int64_t x0, int64_t x1, int step)
+{
+    if (cache->offset[0] == offset) return cache->row[0];
+    if (cache->offset[1] == offset) return cache->row[1];
+    int slot = cache->offset[0] == keep ? 1 : 0;
+    float *h = cache->row[slot];
+    const uint8_t *r = s + offset;
+    if (r + max_offset + 4 > end) {
+        for (int64_t x = x0; x < x1; x++) {
+            float w1 = cols[x].w1, w0 = 1.0f - w1;
+            h[x] = w0 * (float)r[cols[x].o0] + w1 * (float)r[cols[x].o1];
+        }
+    } else {
+        hrow_u8_avx512(r, col_offset, col_w1, h, x0, x1, step);
+    }
+    cache->offset[slot] = offset;
+    return h;
+}
+
+/* The straight uint8 case: each needed source row filtered once along x (hrow_u8_avx512),
+ * then output rows blended from two filtered rows (vrow_avx512); the bits are those of
+ * the scalar kernel. Returns 0 when it does not apply. */
 static int separable_u8_fast(const tg_augment_view *src, float *dst, const tg_augment_geom *g, const tap *rows,
-                             const tap *cols, int32_t *col_offset, float *col_w1)
+                             const tap *cols, int32_t *col_offset, float *col_w1, float *hrows)
 {
     if (!__builtin_cpu_supports("avx512f") || !__builtin_cpu_supports("avx512bw")) return 0;
     const tg_augment_rect *c = &g->content;
-    int64_t plane = src->h * src->w, max_offset = 0;
-    if (plane > INT32_MAX - 4) return 0;
+    int64_t plane, row, step, extent, max_offset = 0;
+    tg_augment_view_strides(src, &plane, &row, &step, &extent);
+    if (extent > INT32_MAX - 4 || step > 3) return 0;
     for (int64_t x = c->x0; x < c->x1; x++) {
-        /* NOTE: a clamped tap has o1 == o0 and weight 0, so reading o0 + 1 instead is harmless. */
-        if (cols[x].o1 != cols[x].o0 + 1 && !(cols[x].o1 == cols[x].o0 && cols[x].w1 == 0.0f)) return 0;
+        /* NOTE: a clamped tap has o1 == o0 and weight 0, so reading o0 + step instead is harmless. */
+        if (cols[x].o1 != cols[x].o0 + step && !(cols[x].o1 == cols[x].o0 && cols[x].w1 == 0.0f)) return 0;
         col_offset[x] = (int32_t)cols[x].o0;
         col_w1[x] = cols[x].w1;
         if (cols[x].o0 > max_offset) max_offset = cols[x].o0;
     }
-    const uint8_t *base = src->data, *end = base + src->c * plane;
+    const uint8_t *base = src->data, *end = base + extent;
     for (int64_t ch = 0; ch < src->c; ch++) {
         const uint8_t *s = base + ch * plane;
+        hrow_cache cache = {{-1, -1}, {hrows, hrows + g->out_w}};
         for (int64_t y = c->y0; y < c->y1; y++) {
-            const uint8_t *r0 = s + rows[y].o0, *r1 = s + rows[y].o1;
-            float *d = dst + (ch * g->out_h + y) * g->out_w;
-            if (r0 + max_offset + 4 > end || r1 + max_offset + 4 > end) {
-                float wy1 = rows[y].w1, wy0 = 1.0f - wy1;
-                for (int64_t x = c->x0; x < c->x1; x++) {
-                    float w1 = cols[x].w1, w0 = 1.0f - w1;
-                    float top = w0 * (float)r0[cols[x].o0] + w1 * (float)r0[cols[x].o1];
-                    d[x] = wy1 == 0.0f ? wy0 * top
-                                       : wy0 * top + wy1 * (w0 * (float)r1[cols[x].o0] + w1 * (float)r1[cols[x].o1]);
-                }
-                continue;
-            }
-            row_u8_avx512(r0, r1, rows[y].w1, col_offset, col_w1, d, c->x0, c->x1);
+            float wy1 = rows[y].w1;
+            const float *h0 = cached_hrow(&cache, s, end, rows[y].o0, -1, cols, col_offset, col_w1, max_offset, c->x0,
+                                          c->x1, (int)step);
+            const float *h1 = wy1 == 0.0f ? h0
+                                           : cached_hrow(&cache, s, end, rows[y].o1, rows[y].o0, cols, col_offset,
+                                                         col_w1, max_offset, c->x0, c->x1, (int)step);
+            vrow_avx512(h0, h1, wy1, dst + (ch * g->out_h + y) * g->out_w, c->x0, c->x1);
         }
     }
     return 1;
+}
+
+void tg_augment_view_strides(const tg_augment_view *v, int64_t *plane, int64_t *row, int64_t *col, int64_t *extent)
+{
+    int64_t rows = v->rows ? v->rows : v->h, cols = v->cols ? v->cols : v->w;
+    *plane = v->interleaved ? 1 : rows * cols;
+    *row = v->interleaved ? cols * v->c : cols;
+    *col = v->interleaved ? v->c : 1;
+    *extent = v->c * rows * cols;
 }
 
 static float read_value(const tg_augment_view *v, int64_t offset)
@@ -279,19 +326,21 @@ static void row_point_taps(const tg_augment_geom *g, int64_t y, point_taps *taps
 
 static void resample_general(const tg_augment_geom *g, const tg_augment_view *src, float *dst, point_taps *taps)
 {
-    const int64_t plane = src->h * src->w, out_plane = g->out_h * g->out_w;
+    const int64_t out_plane = g->out_h * g->out_w;
+    int64_t plane, row, col, extent;
+    tg_augment_view_strides(src, &plane, &row, &col, &extent);
     const float fill = (float)g->fill;
     for (int64_t y = g->content.y0; y < g->content.y1; y++) {
         row_point_taps(g, y, taps);
         for (int64_t c = 0; c < src->c; c++) {
             float *d = dst + c * out_plane + y * g->out_w;
-            int64_t base = c * plane;
+            int64_t base = c * plane - src->y0 * row - src->x0 * col;
             for (int64_t x = g->content.x0; x < g->content.x1; x++) {
                 const point_taps *t = &taps[x - g->content.x0];
-                float v00 = (t->x0 < 0 || t->y0 < 0) ? fill : read_value(src, base + t->y0 * src->w + t->x0);
-                float v01 = (t->x1 < 0 || t->y0 < 0) ? fill : read_value(src, base + t->y0 * src->w + t->x1);
-                float v10 = (t->x0 < 0 || t->y1 < 0) ? fill : read_value(src, base + t->y1 * src->w + t->x0);
-                float v11 = (t->x1 < 0 || t->y1 < 0) ? fill : read_value(src, base + t->y1 * src->w + t->x1);
+                float v00 = (t->x0 < 0 || t->y0 < 0) ? fill : read_value(src, base + t->y0 * row + t->x0 * col);
+                float v01 = (t->x1 < 0 || t->y0 < 0) ? fill : read_value(src, base + t->y0 * row + t->x1 * col);
+                float v10 = (t->x0 < 0 || t->y1 < 0) ? fill : read_value(src, base + t->y1 * row + t->x0 * col);
+                float v11 = (t->x1 < 0 || t->y1 < 0) ? fill : read_value(src, base + t->y1 * row + t->x1 * col);
                 float wx0 = 1.0f - t->wx1, wy0 = 1.0f - t->wy1;
                 d[x] = wy0 * (wx0 * v00 + t->wx1 * v01) + t->wy1 * (wx0 * v10 + t->wx1 * v11);
             }
@@ -301,7 +350,7 @@ static void resample_general(const tg_augment_geom *g, const tg_augment_view *sr
 
 size_t tg_augment_geom_scratch_bytes(int64_t out_h, int64_t out_w)
 {
-    size_t separable = (size_t)(out_h + out_w) * sizeof(tap) + (size_t)out_w * (sizeof(int32_t) + sizeof(float)) + 64;
+    size_t separable = (size_t)(out_h + out_w) * sizeof(tap) + (size_t)out_w * (sizeof(int32_t) + 3 * sizeof(float)) + 64;
     size_t general = (size_t)out_w * sizeof(point_taps);
     return (separable > general ? separable : general) + 64;
 }
@@ -350,17 +399,19 @@ void tg_augment_resample_image(const tg_augment_geom *g, const tg_augment_view *
     }
     tap *rows = scratch, *cols = rows + g->out_h;
     const tg_augment_rect *win = &g->window;
+    int64_t plane, row, col, extent;
+    tg_augment_view_strides(src, &plane, &row, &col, &extent);
     if (straight) {
-        axis_taps(rows, g->out_h, g->m[4], g->m[5], win->y0, win->y1, src->w);
-        axis_taps(cols, g->out_w, g->m[0], g->m[2], win->x0, win->x1, 1);
+        axis_taps(rows, g->out_h, g->m[4], g->m[5], win->y0, win->y1, src->y0, row);
+        axis_taps(cols, g->out_w, g->m[0], g->m[2], win->x0, win->x1, src->x0, col);
     } else {
-        axis_taps(rows, g->out_h, g->m[1], g->m[2], win->x0, win->x1, 1);
-        axis_taps(cols, g->out_w, g->m[3], g->m[5], win->y0, win->y1, src->w);
+        axis_taps(rows, g->out_h, g->m[1], g->m[2], win->x0, win->x1, src->x0, col);
+        axis_taps(cols, g->out_w, g->m[3], g->m[5], win->y0, win->y1, src->y0, row);
     }
-    int64_t plane = src->h * src->w;
     int32_t *col_offset = (int32_t *)(cols + g->out_w);
-    float *col_w1 = (float *)(col_offset + g->out_w);
-    if (straight && src->dtype == TG_DTYPE_U8 && separable_u8_fast(src, dst, g, rows, cols, col_offset, col_w1)) return;
+    float *col_w1 = (float *)(col_offset + g->out_w), *hrows = col_w1 + g->out_w; /* [2, out_w] */
+    if (straight && src->dtype == TG_DTYPE_U8 && separable_u8_fast(src, dst, g, rows, cols, col_offset, col_w1, hrows))
+        return;
     switch (src->dtype) {
     case TG_DTYPE_U8: separable_u8(src->data, plane, src->c, dst, g->out_h, g->out_w, &g->content, rows, cols); break;
     case TG_DTYPE_U16: separable_u16(src->data, plane, src->c, dst, g->out_h, g->out_w, &g->content, rows, cols); break;

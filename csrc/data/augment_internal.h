@@ -14,12 +14,24 @@
 #include "../core/dtype.h"
 #include "augment.h"
 
-/* An image being read: the caller's typed source or a float32 working buffer. */
+/* An image being read: the caller's typed source or a float32 working buffer.
+ * NOTE: the fields after w are zero for a whole planar image (every working buffer);
+ * a caller's sample may hold only the part of the image at (x0, y0) of rows x cols,
+ * planar [c, rows, cols] or interleaved [rows, cols, c]. Geometry always speaks of the
+ * whole image; tg_augment_view_strides turns a pixel into an offset in data. */
 typedef struct tg_augment_view {
     tg_dtype dtype;
-    const void *data;          /* [c, h, w] */
-    int64_t c, h, w;
+    const void *data;          /* [c, h, w]; see the NOTE for parts and interleaving */
+    int64_t c, h, w;           /* the whole image */
+    int64_t x0, y0;            /* where data starts in the whole image */
+    int64_t rows, cols;        /* the part held; 0: the whole image */
+    int interleaved;           /* 1: data is [rows, cols, c] */
 } tg_augment_view;
+
+/* Element strides of a view between channels, rows and columns; the element count
+ * of data in *extent. Pixel (ch, y, x) of the whole image is at
+ * ch * plane + (y - y0) * row + (x - x0) * col. */
+void tg_augment_view_strides(const tg_augment_view *v, int64_t *plane, int64_t *row, int64_t *col, int64_t *extent);
 
 /* [x0, x1) x [y0, y1) in whole pixels. */
 typedef struct tg_augment_rect {

@@ -27,6 +27,9 @@ typedef enum tg_idx_kind {
 
 tg_status tg_png_decode(const tg_decode_input *in, tg_image_info *info, tg_tensor *out);
 tg_status tg_jpeg_decode(const tg_decode_input *in, tg_image_info *info, tg_tensor *out);
+/* tg_image_read_window for a file in memory that is a JPEG. */
+tg_status tg_jpeg_decode_window(const tg_decode_input *in, tg_image_window_choice choose, void *ctx,
+                                tg_image_window *out);
 tg_status tg_dicom_decode(const tg_decode_input *in, tg_image_info *info, tg_tensor *out);
 tg_status tg_npy_decode(const tg_decode_input *in, tg_image_info *info, tg_tensor *out);
 tg_status tg_idx_decode(const tg_decode_input *in, tg_idx_kind kind, tg_image_info *info, tg_tensor *out);

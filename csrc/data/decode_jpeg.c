@@ -5,6 +5,10 @@
  * applied, all 8 values, as Pillow's ImageOps.exif_transpose does. Decoding uses
  * libjpeg's defaults (islow IDCT, fancy upsampling), as Pillow does.
  *
+ * tg_jpeg_decode_window decodes only the rectangle a caller picks from the image's
+ * size (the loader's random crop), interleaved: rows above it are entropy-decoded and
+ * skipped, rows below it are never read, columns outside it are not transformed.
+ *
  * Not here: CMYK and YCCK files (refused: their inversion conventions differ
  * between writers), 12-bit JPEG, arithmetic-coded files beyond what the library
  * was built with, and colour management (ICC profiles are ignored). */
@@ -21,6 +25,10 @@
 /* Progressive files with more scans than this are refused: each scan makes the
  * library walk the whole coefficient buffer, so a file of tiny scans is a CPU bomb. */
 #define JPEG_MAX_SCANS 1000
+
+/* The narrowest band of columns tg_jpeg_decode_window decodes (see its NOTE): 8 chroma
+ * columns at the widest subsampling, 4:1. */
+#define JPEG_MIN_BAND 32
 
 int tg_jpeg_sniff(const uint8_t *data, size_t size)
 {
@@ -145,11 +153,11 @@ typedef struct jpeg_job {
     tg_tensor *out;
 } jpeg_job;
 
-static tg_status decode_with_libjpeg(const tg_decode_input *in, tg_image_info *info, jpeg_job *job)
+/* Creates the decompressor and reads the header: the checks and sizes every decode
+ * shares. Runs under the caller's setjmp. */
+static tg_status read_header(const tg_decode_input *in, tg_image_info *info, jpeg_job *job, int *orientation_out)
 {
     struct jpeg_decompress_struct *cinfo = &job->cinfo;
-    if (setjmp(job->failure.jump))
-        return tg_error(TG_STATUS_DECODE, "%s: corrupt or truncated JPEG: %s", in->name, job->failure.message);
     jpeg_create_decompress(cinfo);
     job->progress.progress_monitor = on_jpeg_progress;
     cinfo->progress = &job->progress;
@@ -184,14 +192,26 @@ static tg_status decode_with_libjpeg(const tg_decode_input *in, tg_image_info *i
     info->height = swap ? width : height;
     info->channels = channels;
     info->dtype = TG_DTYPE_U8;
+    *orientation_out = orientation;
+    return TG_STATUS_OK;
+}
+
+static tg_status decode_with_libjpeg(const tg_decode_input *in, tg_image_info *info, jpeg_job *job)
+{
+    struct jpeg_decompress_struct *cinfo = &job->cinfo;
+    if (setjmp(job->failure.jump))
+        return tg_error(TG_STATUS_DECODE, "%s: corrupt or truncated JPEG: %s", in->name, job->failure.message);
+    int orientation;
+    TG_TRY(read_header(in, info, job, &orientation));
     if (!job->out) return TG_STATUS_OK;
+    int64_t height = cinfo->image_height, width = cinfo->image_width, channels = info->channels;
 
     jpeg_start_decompress(cinfo);
     if ((int64_t)cinfo->output_width != width || (int64_t)cinfo->output_height != height ||
         cinfo->output_components != channels)
         return tg_error(TG_STATUS_INTERNAL, "%s: libjpeg output %ux%ux%d differs from the header's %lldx%lldx%d",
                         in->name, cinfo->output_width, cinfo->output_height, cinfo->output_components,
-                        (long long)width, (long long)height, channels);
+                        (long long)width, (long long)height, (int)channels);
     int64_t shape[3] = {channels, info->height, info->width};
     TG_TRY(tg_tensor_init(job->out, TG_DTYPE_U8, 3, shape));
     size_t row_bytes = (size_t)width * (size_t)channels;
@@ -215,18 +235,99 @@ static tg_status decode_with_libjpeg(const tg_decode_input *in, tg_image_info *i
     return TG_STATUS_OK;
 }
 
-tg_status tg_jpeg_decode(const tg_decode_input *in, tg_image_info *info, tg_tensor *out)
+static jpeg_job *new_job(void)
 {
     jpeg_job *job = calloc(1, sizeof *job);
-    if (!job) return tg_error(TG_STATUS_NOMEM, "%s: out of memory creating the JPEG decoder", in->name);
-    job->out = out;
+    if (!job) return NULL;
     job->cinfo.err = jpeg_std_error(&job->failure.manager);
     job->failure.manager.error_exit = on_jpeg_error;
     job->failure.manager.emit_message = on_jpeg_message;
+    return job;
+}
+
+tg_status tg_jpeg_decode(const tg_decode_input *in, tg_image_info *info, tg_tensor *out)
+{
+    jpeg_job *job = new_job();
+    if (!job) return tg_error(TG_STATUS_NOMEM, "%s: out of memory creating the JPEG decoder", in->name);
+    job->out = out;
     tg_status status = decode_with_libjpeg(in, info, job);
     jpeg_destroy_decompress(&job->cinfo);
     free(job->interleaved);
     if (status != TG_STATUS_OK && out) tg_tensor_free(out);
+    free(job);
+    return status;
+}
+
+/* ---- a window of the image ---- */
+
+static tg_status decode_window_with_libjpeg(const tg_decode_input *in, tg_image_window_choice choose, void *ctx,
+                                           tg_image_window *out, jpeg_job *job)
+{
+    struct jpeg_decompress_struct *cinfo = &job->cinfo;
+    if (setjmp(job->failure.jump))
+        return tg_error(TG_STATUS_DECODE, "%s: corrupt or truncated JPEG: %s", in->name, job->failure.message);
+    tg_image_info info;
+    int orientation;
+    TG_TRY(read_header(in, &info, job, &orientation));
+    if (orientation != 1) return TG_STATUS_OK;
+    int64_t height = info.height, width = info.width, channels = info.channels;
+    int64_t want[4];
+    TG_TRY(choose(ctx, channels, height, width, want));
+    if (want[2] <= want[0] || want[3] <= want[1]) return TG_STATUS_OK;
+    if (want[0] < 0 || want[1] < 0 || want[2] > width || want[3] > height || want[0] >= want[2] || want[1] >= want[3])
+        return tg_error(TG_STATUS_VALUE, "%s: window [%lld, %lld) x [%lld, %lld) is outside the %lld x %lld image",
+                        in->name, (long long)want[0], (long long)want[2], (long long)want[1], (long long)want[3],
+                        (long long)width, (long long)height);
+    /* NOTE: fancy upsampling treats the edges of a cropped band like image edges, so
+     * the band reaches one column past the window on each side: the window's own
+     * columns then come out as in a whole decode. libjpeg-turbo upsamples a band of a
+     * single chroma column differently again, so a band is at least MIN_BAND wide. */
+    int64_t x0 = want[0] > 0 ? want[0] - 1 : 0, x1 = want[2] < width ? want[2] + 1 : width;
+    if (x1 - x0 < JPEG_MIN_BAND) {
+        x1 = x0 + JPEG_MIN_BAND < width ? x0 + JPEG_MIN_BAND : width;
+        x0 = x1 - JPEG_MIN_BAND > 0 ? x1 - JPEG_MIN_BAND : 0;
+    }
+    jpeg_start_decompress(cinfo);
+    JDIMENSION x_offset = (JDIMENSION)x0, band = (JDIMENSION)(x1 - x0);
+    if (band < cinfo->output_width) jpeg_crop_scanline(cinfo, &x_offset, &band);
+    int64_t y0 = want[1], rows = want[3] - want[1], cols = band;
+    size_t row_bytes = (size_t)cols * (size_t)channels, need = row_bytes * (size_t)rows;
+    if (need > out->capacity) {
+        uint8_t *bigger = realloc(out->data, need);
+        if (!bigger)
+            return tg_error(TG_STATUS_NOMEM, "%s: out of memory for %zu bytes of JPEG rows", in->name, need);
+        out->data = bigger;
+        out->capacity = need;
+    }
+    if (y0 > 0 && jpeg_skip_scanlines(cinfo, (JDIMENSION)y0) != (JDIMENSION)y0)
+        return tg_error(TG_STATUS_DECODE, "%s: corrupt or truncated JPEG: cannot skip to row %lld", in->name,
+                        (long long)y0);
+    for (int64_t r = 0; r < rows; r++) {
+        JSAMPROW row = out->data + (size_t)r * row_bytes;
+        if (jpeg_read_scanlines(cinfo, &row, 1) != 1)
+            return tg_error(TG_STATUS_DECODE, "%s: corrupt or truncated JPEG: no data for row %lld", in->name,
+                            (long long)(y0 + r));
+    }
+    /* NOTE: the rows below the window are never decoded, so damage there goes unseen. */
+    jpeg_abort_decompress(cinfo);
+    out->channels = channels, out->height = height, out->width = width;
+    out->x0 = (int64_t)x_offset, out->y0 = y0, out->rows = rows, out->cols = cols;
+    out->decoded = 1;
+    return TG_STATUS_OK;
+}
+
+tg_status tg_jpeg_decode_window(const tg_decode_input *in, tg_image_window_choice choose, void *ctx,
+                                tg_image_window *out)
+{
+    out->decoded = 0;
+    /* NOTE: a file cut short keeps the rows above the cut; without its end marker it
+     * is decoded whole, so the damage is reported whatever the window. */
+    if (in->size < 4 || in->data[in->size - 2] != 0xff || in->data[in->size - 1] != 0xd9) return TG_STATUS_OK;
+    jpeg_job *job = new_job();
+    if (!job) return tg_error(TG_STATUS_NOMEM, "%s: out of memory creating the JPEG decoder", in->name);
+    tg_status status = decode_window_with_libjpeg(in, choose, ctx, out, job);
+    jpeg_destroy_decompress(&job->cinfo);
+    if (status != TG_STATUS_OK) out->decoded = 0;
     free(job);
     return status;
 }

@@ -279,6 +279,20 @@ tg_status tg_image_read(const char *path, const tg_decode_options *options, tg_t
     return status;
 }
 
+tg_status tg_image_read_window(const char *path, const tg_decode_options *options, tg_image_window_choice choose,
+                               void *ctx, tg_image_window *out)
+{
+    out->decoded = 0;
+    mapped_file file;
+    TG_TRY(map_file(path, &file));
+    tg_decode_input in = {.data = file.data, .size = file.size, .name = path};
+    tg_status status = resolve_options(path, options, &in);
+    if (status == TG_STATUS_OK && tg_jpeg_sniff(file.data, file.size))
+        status = tg_jpeg_decode_window(&in, choose, ctx, out);
+    unmap_file(&file);
+    return status;
+}
+
 static tg_status read_idx_kind(const char *path, const tg_decode_options *options, tg_idx_kind kind, tg_tensor *out)
 {
     memset(out, 0, sizeof *out);

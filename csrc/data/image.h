@@ -67,6 +67,29 @@ tg_status tg_image_read(const char *path, const tg_decode_options *options, tg_t
 tg_status tg_image_decode_memory(const uint8_t *data, size_t size, const char *name,
                                  const tg_decode_options *options, tg_tensor *out);
 
+/* Picks the rectangle window = (x0, y0, x1, y1) of a (channels, height, width) image
+ * to decode, once its header is read; an empty one (x1 <= x0) declines the file. */
+typedef tg_status (*tg_image_window_choice)(void *ctx, int64_t channels, int64_t height, int64_t width,
+                                           int64_t window[4]);
+
+/* Part of an image, interleaved: what tg_image_read_window decoded. */
+typedef struct tg_image_window {
+    uint8_t *data;                     /* [rows, cols, channels]; the caller's, grown with realloc, freed with free */
+    size_t capacity;                   /* bytes at data */
+    int64_t channels, height, width;   /* the whole image */
+    int64_t x0, y0, rows, cols;        /* the rectangle held; it contains the window chosen */
+    int decoded;                       /* 0: this file is not for this path; decode it whole */
+} tg_image_window;
+
+/* Decodes only the rectangle `choose` picks, with the same pixels as a whole decode
+ * there. Only baseline and progressive JPEG files that end with their end marker and
+ * carry no EXIF rotation take this path; for any other file it returns TG_STATUS_OK
+ * with out->decoded = 0 and the caller decodes the file whole (tg_image_read), as
+ * when `choose` declines.
+ * NOTE: the rows below the rectangle are not decoded, so damage there is not seen. */
+tg_status tg_image_read_window(const char *path, const tg_decode_options *options, tg_image_window_choice choose,
+                               void *ctx, tg_image_window *out);
+
 /* An IDX labels file (1-D, plain or gzip) as (N,) int64. */
 tg_status tg_idx_read_labels(const char *path, tg_tensor *out);
 

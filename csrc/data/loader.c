@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "image.h"
 
@@ -47,6 +48,7 @@ typedef struct worker {
     void *scratch;              /* [scratch_bytes] tg_augment_apply's scratch */
     size_t scratch_bytes;
     void *mask_out;             /* [H, W] the augmented mask in its input dtype */
+    tg_image_window window;     /* [rows, cols, C] the part of a JPEG a sample's crop reads */
 } worker;
 
 typedef struct cached_sample {
@@ -328,12 +330,111 @@ static tg_status ensure_scratch(worker *w, size_t bytes)
     return TG_STATUS_OK;
 }
 
+/* Augments one decoded sample (k) into image_out [C, H, W] and target_out ([1] label
+ * or [H, W] mask); the worker's scratch fits the image already. */
+static tg_status augment_into(worker *w, int64_t k, int64_t epoch, const tg_augment_sample *sample, float *image_out,
+                              int64_t *target_out)
+{
+    tg_loader *L = w->loader;
+    const tg_tensor *mk = sample->mask;
+    tg_augment_output out = {.image = image_out, .image_capacity = L->per_image, .mask = mk ? w->mask_out : NULL,
+                             .mask_capacity = mk ? L->height * L->width : 0};
+    TG_TRY(tg_augment_apply(&L->pipeline, sample, 1, L->options.seed, (uint64_t)epoch, (uint64_t)k, w->scratch,
+                            w->scratch_bytes, &out));
+    if (out.channels != L->channels || out.height != L->height || out.width != L->width)
+        return tg_error(TG_STATUS_CONFIG, "loader: the pipeline gave (%lld, %lld, %lld) for %s but batches are "
+                        "(%lld, %lld, %lld); end the pipeline with a fixed-size resize or crop",
+                        (long long)out.channels, (long long)out.height, (long long)out.width, L->files[k].image,
+                        (long long)L->channels, (long long)L->height, (long long)L->width);
+    if (!mk) {
+        target_out[0] = L->files[k].label;
+        return TG_STATUS_OK;
+    }
+    int64_t plane = L->height * L->width;
+    if (mk->dtype == TG_DTYPE_U8) {
+        const uint8_t *src = w->mask_out;   /* [H * W] */
+        for (int64_t i = 0; i < plane; i++) target_out[i] = src[i];
+    } else {
+        const int32_t *src = w->mask_out;   /* [H * W] */
+        for (int64_t i = 0; i < plane; i++) target_out[i] = src[i];
+    }
+    return TG_STATUS_OK;
+}
+
+typedef struct window_choice {
+    const tg_loader *loader;
+    int64_t epoch, k;
+} window_choice;
+
+/* The source window of sample k's draws; declines an image whose channels need converting. */
+static tg_status choose_window(void *ctx, int64_t channels, int64_t height, int64_t width, int64_t window[4])
+{
+    const window_choice *choice = ctx;
+    const tg_loader *L = choice->loader;
+    if (channels != L->channels) {
+        memset(window, 0, 4 * sizeof *window);
+        return TG_STATUS_OK;
+    }
+    return tg_augment_source_window(&L->pipeline, channels, height, width, L->options.seed, (uint64_t)choice->epoch,
+                                    (uint64_t)choice->k, window);
+}
+
+/* NOTE: only files named like JPEGs try the window path: for others (a PNG dataset of
+ * tiny images) the extra open would be pure cost. A JPEG under another name still
+ * decodes, whole. */
+static int named_like_jpeg(const char *path)
+{
+    static const char *const suffixes[] = {".jpg", ".jpeg", ".jpe", ".jfif"};
+    size_t n = strlen(path);
+    for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+        size_t m = strlen(suffixes[i]);
+        if (n >= m && strcasecmp(path + n - m, suffixes[i]) == 0) return 1;
+    }
+    return 0;
+}
+
+/* Sample k from the part of its file that its draws read (tg_image_read_window), for a
+ * classification loader without a cache; *taken = 0 when the file is not for that path.
+ * NOTE: the part's pixels are a whole decode's, so the batch is the same bytes either
+ * way, and the same as with a cache. */
+static tg_status sample_from_window(worker *w, int64_t k, int64_t epoch, float *image_out, int64_t *target_out,
+                                    const char **failed, int *taken)
+{
+    tg_loader *L = w->loader;
+    *taken = 0;
+    *failed = L->files[k].image;
+    window_choice choice = {L, epoch, k};
+    TG_TRY(tg_image_read_window(L->files[k].image, NULL, choose_window, &choice, &w->window));
+    if (!w->window.decoded) return TG_STATUS_OK;
+    *taken = 1;
+    *failed = NULL;
+    pthread_mutex_lock(&L->lock);
+    L->decoded++;
+    pthread_mutex_unlock(&L->lock);
+    const tg_image_window *win = &w->window;
+    TG_TRY(ensure_scratch(w, tg_augment_scratch_bytes(&L->pipeline, win->channels, win->height, win->width, 0)));
+    tg_tensor part;
+    int64_t shape[3] = {win->rows, win->cols, win->channels};
+    memset(&part, 0, sizeof part);
+    TG_TRY(tg_tensor_set_shape(&part, TG_DTYPE_U8, 3, shape));
+    part.data = win->data;   /* borrowed: the worker keeps the buffer */
+    tg_augment_sample sample = {.image = &part,
+                                .part = {.height = win->height, .width = win->width, .x0 = win->x0, .y0 = win->y0,
+                                         .interleaved = 1}};
+    return augment_into(w, k, epoch, &sample, image_out, target_out);
+}
+
 /* Decodes (or finds in the cache) and augments sample k into image_out [C, H, W] and
  * target_out ([1] label or [H, W] mask). */
 static tg_status make_sample(worker *w, int64_t k, int64_t epoch, float *image_out, int64_t *target_out,
                              const char **failed)
 {
     tg_loader *L = w->loader;
+    if (!L->cache && !L->segmentation && named_like_jpeg(L->files[k].image)) {
+        int taken;
+        tg_status status = sample_from_window(w, k, epoch, image_out, target_out, failed, &taken);
+        if (status != TG_STATUS_OK || taken) return status;
+    }
     tg_tensor image = {0}, mask = {0};
     const tg_tensor *im = &image, *mk = L->segmentation ? &mask : NULL;
     int owned = 1;
@@ -363,27 +464,7 @@ static tg_status make_sample(worker *w, int64_t k, int64_t epoch, float *image_o
     if (status == TG_STATUS_OK) {
         *failed = NULL;
         tg_augment_sample sample = {.image = im, .mask = mk};
-        tg_augment_output out = {.image = image_out, .image_capacity = L->per_image, .mask = mk ? w->mask_out : NULL,
-                                 .mask_capacity = mk ? L->height * L->width : 0};
-        status = tg_augment_apply(&L->pipeline, &sample, 1, L->options.seed, (uint64_t)epoch, (uint64_t)k, w->scratch,
-                                  w->scratch_bytes, &out);
-        if (status == TG_STATUS_OK && (out.channels != L->channels || out.height != L->height || out.width != L->width))
-            status = tg_error(TG_STATUS_CONFIG, "loader: the pipeline gave (%lld, %lld, %lld) for %s but batches are "
-                              "(%lld, %lld, %lld); end the pipeline with a fixed-size resize or crop",
-                              (long long)out.channels, (long long)out.height, (long long)out.width,
-                              L->files[k].image, (long long)L->channels, (long long)L->height, (long long)L->width);
-        if (status == TG_STATUS_OK && mk) {
-            int64_t plane = L->height * L->width;
-            if (mk->dtype == TG_DTYPE_U8) {
-                const uint8_t *src = w->mask_out;   /* [H * W] */
-                for (int64_t i = 0; i < plane; i++) target_out[i] = src[i];
-            } else {
-                const int32_t *src = w->mask_out;   /* [H * W] */
-                for (int64_t i = 0; i < plane; i++) target_out[i] = src[i];
-            }
-        } else if (status == TG_STATUS_OK) {
-            target_out[0] = L->files[k].label;
-        }
+        status = augment_into(w, k, epoch, &sample, image_out, target_out);
     }
     if (owned) {
         tg_tensor_free(&image);
@@ -570,6 +651,7 @@ void tg_loader_destroy(tg_loader *L)
     for (int i = 0; L->workers && i < L->options.workers; i++) {
         tg_aligned_free(L->workers[i].scratch);
         tg_aligned_free(L->workers[i].mask_out);
+        free(L->workers[i].window.data);
     }
     for (int i = 0; L->slots && i < L->depth; i++) {
         tg_aligned_free(L->slots[i].images);

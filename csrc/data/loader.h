@@ -16,10 +16,18 @@
  *
  * Memory, declared up front (tg_loader_stats): the ring, ring_depth x (images
  * [batch, C, H, W] float32 + targets int64 + indices int64); per worker, the decoded
- * image, its mask and the augmentation scratch of the largest image seen so far; and
+ * image (or the JPEG window below), its mask and the augmentation scratch of the
+ * largest image seen so far; and
  * the cache, at most cache_bytes of decoded images (first come, first kept: an image is
  * kept while the budget has room and never evicted, so with a dataset larger than the
  * budget the same images stay cached every epoch; results never depend on it).
+ *
+ * JPEG windows: without a cache, a classification sample whose file is a JPEG has
+ * only the window its draws read decoded (tg_image_read_window: rows above it are
+ * entropy-decoded and skipped, rows below it never read, columns outside it not
+ * transformed), and augmented from there. The pixels are a whole decode's, so batches
+ * are the same bytes as through the cache. NOTE: damage below a sample's window goes
+ * unseen in that epoch (a file cut short is still caught: it has no end marker).
  *
  * Bad files: a sample whose image or mask cannot be read or decoded (or has a channel
  * count that cannot be converted) is, with TG_BAD_FILE_POLICY_SKIP, replaced by the next

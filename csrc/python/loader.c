@@ -130,6 +130,19 @@ PyObject *tg_py_loader_start_epoch(PyObject *self, PyObject *args)
     return PyLong_FromLongLong(n_batches);
 }
 
+/* A tensor for a batch, not zeroed: tg_loader_next overwrites the part it returns.
+ * NOTE: tg_tensor_init would clear a batch (megabytes) only to have it overwritten. */
+static tg_status batch_tensor(tg_dtype dtype, int ndim, const int64_t *shape, tg_tensor *out)
+{
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++) n *= shape[i];
+    void *data = tg_aligned_alloc((size_t)n * tg_dtype_size(dtype));
+    if (!data) return tg_error(TG_STATUS_NOMEM, "loader: no memory for a batch of %lld values", (long long)n);
+    tg_status status = tg_tensor_init_foreign(out, dtype, ndim, shape, data, NULL, NULL);
+    if (status != TG_STATUS_OK) tg_aligned_free(data);
+    return status;
+}
+
 /* (images [n, C, H, W] float32, targets [n] or [n, H, W] int64, indices [n] int64), or None at the end. */
 PyObject *tg_py_loader_next(PyObject *self, PyObject *capsule)
 {
@@ -142,11 +155,16 @@ PyObject *tg_py_loader_next(PyObject *self, PyObject *capsule)
     int64_t batch = tg_loader_batch_size(loader);
     int64_t image_shape[4] = {batch, shape[0], shape[1], shape[2]};
     int64_t target_shape[3] = {batch, shape[1], shape[2]};
-    tg_tensor images, targets, indices;
-    tg_status status = tg_tensor_init(&images, TG_DTYPE_F32, 4, image_shape);
-    if (status == TG_STATUS_OK) status = tg_tensor_init(&targets, TG_DTYPE_I64, segmentation ? 3 : 1, target_shape);
-    if (status == TG_STATUS_OK) status = tg_tensor_init(&indices, TG_DTYPE_I64, 1, image_shape);
-    if (status != TG_STATUS_OK) return tg_py_raise(status);
+    tg_tensor images = {0}, targets = {0}, indices = {0};
+    tg_status status = batch_tensor(TG_DTYPE_F32, 4, image_shape, &images);
+    if (status == TG_STATUS_OK) status = batch_tensor(TG_DTYPE_I64, segmentation ? 3 : 1, target_shape, &targets);
+    if (status == TG_STATUS_OK) status = batch_tensor(TG_DTYPE_I64, 1, image_shape, &indices);
+    if (status != TG_STATUS_OK) {
+        tg_tensor_free(&images);
+        tg_tensor_free(&targets);
+        tg_tensor_free(&indices);
+        return tg_py_raise(status);
+    }
     int64_t count = 0;
     Py_BEGIN_ALLOW_THREADS
     status = tg_loader_next(loader, images.data, targets.data, indices.data, &count);

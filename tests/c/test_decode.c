@@ -2,13 +2,16 @@
  * NPY, IDX and DICOM decode to the expected tensors; every truncation, an empty
  * buffer, garbage and an oversized header fail with TG_STATUS_DECODE and a message
  * naming the file. Built plain and with ASan+UBSan by make test (the Python tests
- * compare against Pillow, pydicom and numpy). */
+ * compare against Pillow, pydicom and numpy). A window of a JPEG (tg_jpeg_decode_window)
+ * holds exactly the whole decode's pixels, for every chroma subsampling, progressive
+ * files and gray, with windows at the edges and inside. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include <jpeglib.h>
 
+#include "../../csrc/data/decode.h"
 #include "../../csrc/data/image.h"
 #include "check.h"
 
@@ -237,6 +240,134 @@ static void test_jpeg_scan_limit(void)
     free(data);
 }
 
+/* A width x height JPEG of smooth gradients plus noise (quality 90), sampled h x v
+ * for luma (2 x 2 is 4:2:0), or gray; progressive on request. */
+static void make_noise_jpeg(int width, int height, int h, int v, int gray, int progressive, unsigned char **data,
+                            unsigned long *size)
+{
+    struct jpeg_compress_struct cinfo;
+    struct jpeg_error_mgr jerr;
+    cinfo.err = jpeg_std_error(&jerr);
+    jpeg_create_compress(&cinfo);
+    *data = NULL;
+    *size = 0;
+    jpeg_mem_dest(&cinfo, data, size);
+    cinfo.image_width = (JDIMENSION)width;
+    cinfo.image_height = (JDIMENSION)height;
+    cinfo.input_components = gray ? 1 : 3;
+    cinfo.in_color_space = gray ? JCS_GRAYSCALE : JCS_RGB;
+    jpeg_set_defaults(&cinfo);
+    jpeg_set_quality(&cinfo, 90, TRUE);
+    if (!gray) cinfo.comp_info[0].h_samp_factor = h, cinfo.comp_info[0].v_samp_factor = v;
+    if (progressive) jpeg_simple_progression(&cinfo);
+    jpeg_start_compress(&cinfo, TRUE);
+    unsigned char *row = malloc((size_t)width * 3); /* [width, C] */
+    uint32_t seed = 12345;
+    while (cinfo.next_scanline < (JDIMENSION)height) {
+        int y = (int)cinfo.next_scanline;
+        for (int i = 0; i < width * cinfo.input_components; i++) {
+            seed = seed * 1103515245u + 12345u;
+            int value = (i * 7 + y * 5) % 256 / 2 + 64 + (int)(seed >> 27);
+            row[i] = (unsigned char)value;
+        }
+        JSAMPROW rows[1] = {row};
+        jpeg_write_scanlines(&cinfo, rows, 1);
+    }
+    jpeg_finish_compress(&cinfo);
+    jpeg_destroy_compress(&cinfo);
+    free(row);
+}
+
+typedef struct fixed_window {
+    int64_t window[4];
+    int64_t seen[3];   /* channels, height, width the decoder reported */
+} fixed_window;
+
+static tg_status choose_fixed(void *ctx, int64_t channels, int64_t height, int64_t width, int64_t window[4])
+{
+    fixed_window *f = ctx;
+    f->seen[0] = channels, f->seen[1] = height, f->seen[2] = width;
+    memcpy(window, f->window, sizeof f->window);
+    return TG_STATUS_OK;
+}
+
+/* Every pixel of the asked window equals the whole decode's; 1 when all do. */
+static int window_matches(const tg_image_window *w, const tg_tensor *whole, const int64_t want[4])
+{
+    if (w->x0 > want[0] || w->y0 > want[1] || w->x0 + w->cols < want[2] || w->y0 + w->rows < want[3]) return 0;
+    int64_t c = whole->shape[0], h = whole->shape[1], wd = whole->shape[2];
+    const uint8_t *full = whole->data; /* [C, H, W] */
+    for (int64_t y = want[1]; y < want[3]; y++)
+        for (int64_t x = want[0]; x < want[2]; x++)
+            for (int64_t k = 0; k < c; k++)
+                if (w->data[((y - w->y0) * w->cols + (x - w->x0)) * c + k] != full[(k * h + y) * wd + x]) return 0;
+    return 1;
+}
+
+static void test_jpeg_window(void)
+{
+    static const int forms[][4] = {{2, 2, 0, 0}, {2, 1, 0, 0}, {1, 1, 0, 0}, {1, 2, 0, 0}, {2, 2, 0, 1}, {1, 1, 1, 0},
+                                   {1, 1, 1, 1}};
+    static const int sizes[][2] = {{61, 47}, {200, 33}, {16, 16}, {97, 130}, {18, 20}, {34, 9}};
+    tg_image_window w = {0};
+    uint32_t seed = 7;
+    for (size_t f = 0; f < sizeof forms / sizeof forms[0]; f++)
+        for (size_t z = 0; z < sizeof sizes / sizeof sizes[0]; z++) {
+            unsigned char *data;
+            unsigned long size;
+            int width = sizes[z][0], height = sizes[z][1];
+            make_noise_jpeg(width, height, forms[f][0], forms[f][1], forms[f][2], forms[f][3], &data, &size);
+            tg_tensor whole;
+            CHECK_OK(tg_image_decode_memory(data, size, "noise.jpg", NULL, &whole));
+            tg_decode_input in = {.data = data, .size = size, .name = "noise.jpg", .max_pixels = 1 << 30};
+            int all = 1;
+            for (int trial = 0; trial < 40; trial++) {
+                fixed_window choice;
+                int64_t *r = choice.window;
+                seed = seed * 1103515245u + 12345u;
+                r[0] = (seed >> 8) % (uint32_t)width;
+                seed = seed * 1103515245u + 12345u;
+                r[2] = r[0] + 1 + (seed >> 8) % (uint32_t)(width - r[0]);
+                seed = seed * 1103515245u + 12345u;
+                r[1] = (seed >> 8) % (uint32_t)height;
+                seed = seed * 1103515245u + 12345u;
+                r[3] = r[1] + 1 + (seed >> 8) % (uint32_t)(height - r[1]);
+                if (trial == 0) r[0] = 0, r[1] = 0, r[2] = width, r[3] = height;
+                if (trial == 1) r[0] = 0, r[2] = 1;                 /* one column at either edge */
+                if (trial == 2) r[0] = width - 1, r[2] = width;
+                tg_status status = tg_jpeg_decode_window(&in, choose_fixed, &choice, &w);
+                all &= status == TG_STATUS_OK && w.decoded && w.channels == whole.shape[0] && w.height == height &&
+                       w.width == width && choice.seen[1] == height && window_matches(&w, &whole, r);
+            }
+            CHECK(all);
+            tg_tensor_free(&whole);
+            free(data);
+        }
+
+    unsigned char *data;
+    unsigned long size;
+    make_noise_jpeg(40, 30, 2, 2, 0, 0, &data, &size);
+    tg_decode_input in = {.data = data, .size = size, .name = "noise.jpg", .max_pixels = 1 << 30};
+    fixed_window empty = {{5, 5, 5, 9}, {0}};
+    CHECK_OK(tg_jpeg_decode_window(&in, choose_fixed, &empty, &w));   /* declined */
+    CHECK(!w.decoded && empty.seen[0] == 3 && empty.seen[1] == 30 && empty.seen[2] == 40);
+    fixed_window outside = {{0, 0, 41, 30}, {0}};
+    CHECK(tg_jpeg_decode_window(&in, choose_fixed, &outside, &w) == TG_STATUS_VALUE && !w.decoded);
+    CHECK(message_names("noise.jpg"));
+    fixed_window inside = {{3, 4, 20, 11}, {0}};
+    in.size = size - 1;   /* no end marker: for a whole decode to judge */
+    CHECK_OK(tg_jpeg_decode_window(&in, choose_fixed, &inside, &w));
+    CHECK(!w.decoded);
+    in.size = size / 2;
+    data[size / 2 - 2] = 0xff, data[size / 2 - 1] = 0xd9;   /* cut short but ended: the cut rows fail */
+    fixed_window bottom = {{0, 20, 40, 30}, {0}};
+    CHECK(tg_jpeg_decode_window(&in, choose_fixed, &bottom, &w) == TG_STATUS_DECODE && message_names("noise.jpg"));
+    in.max_pixels = 100;
+    CHECK(tg_jpeg_decode_window(&in, choose_fixed, &inside, &w) == TG_STATUS_DECODE);
+    free(data);
+    free(w.data);
+}
+
 static void test_bad_inputs(void)
 {
     tg_tensor t;
@@ -257,6 +388,7 @@ int main(void)
     test_idx();
     test_dicom();
     test_jpeg_scan_limit();
+    test_jpeg_window();
     test_bad_inputs();
     return check_report("test_decode");
 }
