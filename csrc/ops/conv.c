@@ -505,7 +505,7 @@ static int have_avx512(void)
     return cached;
 }
 
-static void transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd)
+void tg_conv_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd)
 {
     if (have_avx512()) transpose_avx512(src, lds, rows, cols, dst, ldd);
     else transpose_portable(src, lds, rows, cols, dst, ldd);
@@ -532,11 +532,11 @@ static void weight_tile(const tile_ctx *c, int64_t t, float *slot, float *gw)
     float *gy_t = col_t + tg_align64((size_t)(p->rows * p->max_cols) * sizeof(float)) / sizeof(float); /* [cols, o] */
     int64_t per_image = (tl.oh1 - tl.oh0) * g->wo;
     for (int64_t i = 0; i < tl.images; i++)
-        transpose(c->gy + (tl.n0 + i) * g->o * p->plane + tl.oh0 * g->wo, p->plane, g->o, per_image,
+        tg_conv_transpose(c->gy + (tl.n0 + i) * g->o * p->plane + tl.oh0 * g->wo, p->plane, g->o, per_image,
                   gy_t + i * per_image * g->o, g->o);
     int64_t ld_x;
     const float *x_mat = tile_columns(c, &tl, col, &ld_x); /* [rows, ld_x] */
-    transpose(x_mat, ld_x, p->rows, tl.cols, col_t, p->rows);
+    tg_conv_transpose(x_mat, ld_x, p->rows, tl.cols, col_t, p->rows);
     for (int64_t gr = 0; gr < g->groups; gr++)
         tg_gemm_f32(1, 0, og, kg, tl.cols, gy_t + gr * og, g->o, col_t + gr * kg, p->rows, 1.0f,
                     gw + gr * og * kg, kg);

@@ -91,16 +91,6 @@ static size_t data_slot_floats(const tg_conv_geom *g)
                     tg_align64((size_t)((g->h + 1) * l.row_stride) * sizeof(float))) / sizeof(float);
 }
 
-size_t tg_conv_depthwise_forward_scratch(const tg_conv_geom *g)
-{
-    return TG_DW_SLOTS * forward_slot_floats(g) * sizeof(float);
-}
-
-size_t tg_conv_depthwise_backward_scratch(const tg_conv_geom *g)
-{
-    size_t a = forward_slot_floats(g), b = data_slot_floats(g);
-    return TG_DW_SLOTS * (a > b ? a : b) * sizeof(float);
-}
 
 /* dst[t] = src[stride * t] for t < count (the strided middle of a phase row). */
 static inline __attribute__((always_inline)) void gather_strided(float *restrict dst, const float *restrict src,
@@ -279,6 +269,253 @@ static int forward_taps(const tg_conv_geom *g, const dw_layout *l, int64_t *off)
         if (n_jobs) { BODY; }                                                           \
     } while (0)
 
+/* ---- the channel-blocked path: 16 channels in one vector ----
+ * For o == c with c a multiple of 16 on AVX-512 CPUs. Each block of 16 channels of one
+ * image is transposed (tg_conv_transpose) to [pixel][16] with a zero border, so every tap
+ * of every output pixel is one aligned FMA whatever the plane's size: small planes (7x7,
+ * 14x14), where the plane-wise kernels above spend their time on edges and per-plane
+ * set-up, run at full vector width. The results are transposed back. */
+
+#define TG_DWB_SLOTS 4
+
+typedef struct dwb_layout {
+    int64_t hp, wp;      /* padded input block [hp][wp][16] */
+    int64_t in_plane;    /* h * w */
+    int64_t out_plane;   /* ho * wo */
+    int64_t big_plane;   /* max of the two */
+} dwb_layout;
+
+static dwb_layout blocked_layout(const tg_conv_geom *g)
+{
+    dwb_layout l;
+    l.hp = max64(g->h + 2 * g->ph, (g->ho - 1) * g->sh + (g->kh - 1) * g->dh + 1);
+    l.wp = max64(g->w + 2 * g->pw, (g->wo - 1) * g->sw + (g->kw - 1) * g->dw + 1);
+    l.in_plane = g->h * g->w;
+    l.out_plane = g->ho * g->wo;
+    l.big_plane = max64(l.in_plane, l.out_plane);
+    return l;
+}
+
+static int blocked(const tg_conv_geom *g)
+{
+    return have_avx512() && g->o == g->c && g->c % 16 == 0;
+}
+
+/* Slot: padded [hp][wp][16], then two [big_plane][16] buffers, then a second padded one
+ * (data gradient). */
+static size_t blocked_padded_floats(const dwb_layout *l) { return (size_t)tg_align64((size_t)(l->hp * l->wp * 16) * sizeof(float)) / sizeof(float); }
+static size_t blocked_plane_floats(const dwb_layout *l) { return (size_t)tg_align64((size_t)(l->big_plane * 16) * sizeof(float)) / sizeof(float); }
+static size_t blocked_slot_floats(const tg_conv_geom *g)
+{
+    dwb_layout l = blocked_layout(g);
+    return 2 * blocked_padded_floats(&l) + 2 * blocked_plane_floats(&l);
+}
+
+/* xp [hp][wp][16] = the 16 planes x [16][h * w] (stride in_plane), zero-padded; t is a
+ * [in_plane][16] temporary. */
+static void blocked_load(const tg_conv_geom *g, const dwb_layout *l, const float *x, float *t, float *xp)
+{
+    tg_conv_transpose(x, l->in_plane, 16, l->in_plane, t, 16);
+    size_t row = (size_t)(l->wp * 16);
+    memset(xp, 0, (size_t)g->ph * row * sizeof(float));
+    memset(xp + (g->ph + g->h) * row, 0, (size_t)(l->hp - g->ph - g->h) * row * sizeof(float));
+    for (int64_t ih = 0; ih < g->h; ih++) {
+        float *dst = xp + (ih + g->ph) * row;
+        memset(dst, 0, (size_t)(g->pw * 16) * sizeof(float));
+        memcpy(dst + g->pw * 16, t + ih * g->w * 16, (size_t)(g->w * 16) * sizeof(float));
+        memset(dst + (g->pw + g->w) * 16, 0, (size_t)((l->wp - g->pw - g->w) * 16) * sizeof(float));
+    }
+}
+
+/* dst [16][count] (stride ld) = or += t [count][16]; tmp a [16][count] temporary. */
+static void blocked_store(const float *t, int64_t count, float *dst, int64_t ld, int accumulate, float *tmp)
+{
+    if (!accumulate) {
+        tg_conv_transpose(t, 16, count, 16, dst, ld);
+        return;
+    }
+    tg_conv_transpose(t, 16, count, 16, tmp, count);
+    for (int64_t ch = 0; ch < 16; ch++) {
+        float *restrict d = dst + ch * ld;
+        const float *restrict s = tmp + ch * count;
+        for (int64_t i = 0; i < count; i++) d[i] += s[i];
+    }
+}
+
+/* y [out_plane][16] = bias + sum over taps of wv[tap] * xp at the tap. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void blocked_forward_kernel(const tg_conv_geom *g, const dwb_layout *l, const float *xp, const float *wv,
+                                   const float *bias16, float *y)
+{
+    const int64_t taps = g->kh * g->kw, step = g->sw * 16;
+    __m512 b = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
+    for (int64_t oh = 0; oh < g->ho; oh++) {
+        const float *row = xp + oh * g->sh * l->wp * 16;
+        float *out = y + oh * g->wo * 16;
+        int64_t ow = 0;
+        for (; ow + 8 <= g->wo; ow += 8) {
+            __m512 a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
+            for (int64_t t = 0; t < taps; t++) {
+                int64_t ki = t / g->kw, kj = t % g->kw;
+                const float *s = row + (ki * g->dh * l->wp + ow * g->sw + kj * g->dw) * 16;
+                __m512 wt = _mm512_loadu_ps(wv + t * 16);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(s), wt, a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(s + step), wt, a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 2 * step), wt, a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 3 * step), wt, a3);
+                a4 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 4 * step), wt, a4);
+                a5 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 5 * step), wt, a5);
+                a6 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 6 * step), wt, a6);
+                a7 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 7 * step), wt, a7);
+            }
+            float *o = out + ow * 16;
+            _mm512_storeu_ps(o, a0);
+            _mm512_storeu_ps(o + 16, a1);
+            _mm512_storeu_ps(o + 32, a2);
+            _mm512_storeu_ps(o + 48, a3);
+            _mm512_storeu_ps(o + 64, a4);
+            _mm512_storeu_ps(o + 80, a5);
+            _mm512_storeu_ps(o + 96, a6);
+            _mm512_storeu_ps(o + 112, a7);
+        }
+        for (; ow < g->wo; ow++) {
+            __m512 a = b;
+            for (int64_t t = 0; t < taps; t++) {
+                int64_t ki = t / g->kw, kj = t % g->kw;
+                const float *s = row + (ki * g->dh * l->wp + ow * g->sw + kj * g->dw) * 16;
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(wv + t * 16), a);
+            }
+            _mm512_storeu_ps(out + ow * 16, a);
+        }
+    }
+}
+
+/* gxp [hp][wp][16] += the data adjoint of gy [out_plane][16] (scatter, tap by tap: within
+ * one tap no two outputs touch the same element). */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void blocked_data_kernel(const tg_conv_geom *g, const dwb_layout *l, const float *gy, const float *wv,
+                                float *gxp)
+{
+    for (int64_t t = 0; t < g->kh * g->kw; t++) {
+        int64_t ki = t / g->kw, kj = t % g->kw;
+        __m512 wt = _mm512_loadu_ps(wv + t * 16);
+        for (int64_t oh = 0; oh < g->ho; oh++) {
+            float *d = gxp + ((oh * g->sh + ki * g->dh) * l->wp + kj * g->dw) * 16;
+            const float *s = gy + oh * g->wo * 16;
+            for (int64_t ow = 0; ow < g->wo; ow++) {
+                float *p = d + ow * g->sw * 16;
+                _mm512_storeu_ps(p, _mm512_fmadd_ps(_mm512_loadu_ps(s + ow * 16), wt, _mm512_loadu_ps(p)));
+            }
+        }
+    }
+}
+
+/* acc[tap][16] += sum over outputs of gy * xp at the tap; four chains per tap, summed in
+ * a fixed order. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void blocked_weight_kernel(const tg_conv_geom *g, const dwb_layout *l, const float *xp, const float *gy,
+                                  float *acc)
+{
+    const int64_t step = g->sw * 16;
+    for (int64_t t = 0; t < g->kh * g->kw; t++) {
+        int64_t ki = t / g->kw, kj = t % g->kw;
+        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+        for (int64_t oh = 0; oh < g->ho; oh++) {
+            const float *s = xp + ((oh * g->sh + ki * g->dh) * l->wp + kj * g->dw) * 16;
+            const float *d = gy + oh * g->wo * 16;
+            int64_t ow = 0;
+            for (; ow + 4 <= g->wo; ow += 4) {
+                c0 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16), _mm512_loadu_ps(s + ow * step), c0);
+                c1 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16 + 16), _mm512_loadu_ps(s + (ow + 1) * step), c1);
+                c2 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16 + 32), _mm512_loadu_ps(s + (ow + 2) * step), c2);
+                c3 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16 + 48), _mm512_loadu_ps(s + (ow + 3) * step), c3);
+            }
+            for (; ow < g->wo; ow++)
+                c0 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16), _mm512_loadu_ps(s + ow * step), c0);
+        }
+        __m512 sum = _mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3));
+        _mm512_storeu_ps(acc + t * 16, _mm512_add_ps(_mm512_loadu_ps(acc + t * 16), sum));
+    }
+}
+
+typedef struct dwb_ctx {
+    const tg_conv_geom *g;
+    const float *x, *w, *bias, *gy;  /* x [n, c, h, w]; w [c, 1, kh, kw]; bias [c]; gy [n, c, ho, wo] */
+    float *y, *gx, *gw;              /* y [n, c, ho, wo]; gx [n, c, h, w]; gw [c, 1, kh, kw] */
+    int accumulate;
+    float *scratch;                  /* [TG_DWB_SLOTS][slot_floats] */
+    size_t slot_floats;
+    int64_t items;
+} dwb_ctx;
+
+/* wv[tap][lane] = w[(c0 + lane) * taps + tap]. */
+static void blocked_weights(const tg_conv_geom *g, const float *w, int64_t c0, float *wv)
+{
+    int64_t taps = g->kh * g->kw;
+    for (int64_t t = 0; t < taps; t++)
+        for (int64_t lane = 0; lane < 16; lane++) wv[t * 16 + lane] = w[(c0 + lane) * taps + t];
+}
+
+/* One item: image n, channels [16 * cb, 16 * cb + 16). */
+static void blocked_forward_slots(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const dwb_ctx *c = arg;
+    const tg_conv_geom *g = c->g;
+    dwb_layout l = blocked_layout(g);
+    float wv[TG_DW_MAX_TAPS * 16];
+    for (int64_t s = begin; s < end; s++) {
+        float *xp = c->scratch + (size_t)s * c->slot_floats;  /* [hp][wp][16] */
+        float *t0 = xp + 2 * blocked_padded_floats(&l);        /* [big_plane][16] */
+        float *t1 = t0 + blocked_plane_floats(&l);             /* [big_plane][16] */
+        for (int64_t item = c->items * s / TG_DWB_SLOTS; item < c->items * (s + 1) / TG_DWB_SLOTS; item++) {
+            int64_t n = item / (g->c / 16), c0 = item % (g->c / 16) * 16;
+            blocked_weights(g, c->w, c0, wv);
+            blocked_load(g, &l, c->x + (n * g->c + c0) * l.in_plane, t0, xp);
+            blocked_forward_kernel(g, &l, xp, wv, c->bias ? c->bias + c0 : NULL, t0);
+            blocked_store(t0, l.out_plane, c->y + (n * g->c + c0) * l.out_plane, l.out_plane, c->accumulate, t1);
+        }
+    }
+}
+
+/* One item: channels [16 * cb, 16 * cb + 16) of every image, images in order. */
+static void blocked_backward_slots(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const dwb_ctx *c = arg;
+    const tg_conv_geom *g = c->g;
+    dwb_layout l = blocked_layout(g);
+    int64_t taps = g->kh * g->kw;
+    float wv[TG_DW_MAX_TAPS * 16], acc[TG_DW_MAX_TAPS * 16];
+    for (int64_t s = begin; s < end; s++) {
+        float *xp = c->scratch + (size_t)s * c->slot_floats;   /* [hp][wp][16] */
+        float *gxp = xp + blocked_padded_floats(&l);            /* [hp][wp][16] */
+        float *t0 = gxp + blocked_padded_floats(&l);            /* [big_plane][16] */
+        float *t1 = t0 + blocked_plane_floats(&l);              /* [big_plane][16] */
+        for (int64_t cb = c->items * s / TG_DWB_SLOTS; cb < c->items * (s + 1) / TG_DWB_SLOTS; cb++) {
+            int64_t c0 = cb * 16;
+            if (c->gx) blocked_weights(g, c->w, c0, wv);
+            memset(acc, 0, (size_t)(taps * 16) * sizeof(float));
+            for (int64_t n = 0; n < g->n; n++) {
+                if (c->gw) blocked_load(g, &l, c->x + (n * g->c + c0) * l.in_plane, t0, xp);
+                tg_conv_transpose(c->gy + (n * g->c + c0) * l.out_plane, l.out_plane, 16, l.out_plane, t1, 16);
+                if (c->gw) blocked_weight_kernel(g, &l, xp, t1, acc);
+                if (c->gx) {
+                    memset(gxp, 0, (size_t)(l.hp * l.wp * 16) * sizeof(float));
+                    blocked_data_kernel(g, &l, t1, wv, gxp);
+                    for (int64_t ih = 0; ih < g->h; ih++)
+                        memcpy(t0 + ih * g->w * 16, gxp + ((ih + g->ph) * l.wp + g->pw) * 16,
+                               (size_t)(g->w * 16) * sizeof(float));
+                    blocked_store(t0, l.in_plane, c->gx + (n * g->c + c0) * l.in_plane, l.in_plane, 1, xp);
+                }
+            }
+            if (c->gw)
+                for (int64_t lane = 0; lane < 16; lane++)
+                    for (int64_t t = 0; t < taps; t++) c->gw[(c0 + lane) * taps + t] += acc[t * 16 + lane];
+        }
+    }
+}
+
 /* ---- forward ---- */
 
 typedef struct dw_ctx {
@@ -321,9 +558,28 @@ static void forward_slots(void *arg, int64_t begin, int64_t end, int thread_inde
     }
 }
 
+size_t tg_conv_depthwise_forward_scratch(const tg_conv_geom *g)
+{
+    if (blocked(g)) return TG_DWB_SLOTS * blocked_slot_floats(g) * sizeof(float);
+    return TG_DW_SLOTS * forward_slot_floats(g) * sizeof(float);
+}
+
+size_t tg_conv_depthwise_backward_scratch(const tg_conv_geom *g)
+{
+    if (blocked(g)) return TG_DWB_SLOTS * blocked_slot_floats(g) * sizeof(float);
+    size_t a = forward_slot_floats(g), b = data_slot_floats(g);
+    return TG_DW_SLOTS * (a > b ? a : b) * sizeof(float);
+}
+
 void tg_conv_depthwise_forward(const tg_conv_geom *g, const float *x, const float *w, const float *bias,
                                float *y, int accumulate, void *scratch)
 {
+    if (blocked(g)) {
+        dwb_ctx c = {.g = g, .x = x, .w = w, .bias = bias, .y = y, .accumulate = accumulate, .scratch = scratch,
+                     .slot_floats = blocked_slot_floats(g), .items = g->n * (g->c / 16)};
+        tg_parallel_for(TG_DWB_SLOTS, 1, blocked_forward_slots, &c);
+        return;
+    }
     dw_ctx c = {.g = g, .x = x, .w = w, .bias = bias, .y = y, .accumulate = accumulate,
                 .scratch = scratch, .slot_floats = forward_slot_floats(g)};
     tg_parallel_for(TG_DW_SLOTS, 1, forward_slots, &c);
@@ -473,6 +729,12 @@ static void weight_slots(void *arg, int64_t begin, int64_t end, int thread_index
 void tg_conv_depthwise_backward(const tg_conv_geom *g, const float *x, const float *w, const float *gy,
                                 float *gx, float *gw, void *scratch)
 {
+    if (blocked(g)) {
+        dwb_ctx c = {.g = g, .x = x, .w = w, .gy = gy, .gx = gx, .gw = gw, .scratch = scratch,
+                     .slot_floats = blocked_slot_floats(g), .items = g->c / 16};
+        tg_parallel_for(TG_DWB_SLOTS, 1, blocked_backward_slots, &c);
+        return;
+    }
     size_t a = forward_slot_floats(g), b = data_slot_floats(g);
     dw_ctx c = {.g = g, .x = x, .w = w, .gy = gy, .gx = gx, .gw = gw,
                 .scratch = scratch, .slot_floats = a > b ? a : b};
