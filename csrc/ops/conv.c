@@ -449,14 +449,17 @@ static void forward_slots(void *arg, int64_t begin, int64_t end, int thread_inde
 
 /* ---- transposes for the weight gradient's GEMM ---- */
 
-/* dst[j * ldd + i] = src[i * lds + j] for i < rows, j < cols. */
+/* dst[j * ldd + i] = (or +=) src[i * lds + j] for i < rows, j < cols. */
 static void transpose_portable(const float *restrict src, int64_t lds, int64_t rows, int64_t cols, float *restrict dst,
-                               int64_t ldd)
+                               int64_t ldd, int accumulate)
 {
     for (int64_t i0 = 0; i0 < rows; i0 += 16)
         for (int64_t j0 = 0; j0 < cols; j0 += 16)
             for (int64_t i = i0; i < min64(rows, i0 + 16); i++)
-                for (int64_t j = j0; j < min64(cols, j0 + 16); j++) dst[j * ldd + i] = src[i * lds + j];
+                for (int64_t j = j0; j < min64(cols, j0 + 16); j++) {
+                    float v = src[i * lds + j];
+                    dst[j * ldd + i] = accumulate ? dst[j * ldd + i] + v : v;
+                }
 }
 
 /* NOTE: a 16 x 16 block in registers: rows are paired (ps unpack), then quads (pd
@@ -464,7 +467,7 @@ static void transpose_portable(const float *restrict src, int64_t lds, int64_t r
  * quad m, lane k. */
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 static void transpose_avx512(const float *restrict src, int64_t lds, int64_t rows, int64_t cols, float *restrict dst,
-                             int64_t ldd)
+                             int64_t ldd, int accumulate)
 {
     int64_t full_rows = rows & ~(int64_t)15, full_cols = cols & ~(int64_t)15;
     for (int64_t i0 = 0; i0 < full_rows; i0 += 16)
@@ -487,14 +490,20 @@ static void transpose_avx512(const float *restrict src, int64_t lds, int64_t row
                 __m512 v1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), v2 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
                 __m512 w1 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88);
                 __m512 w2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
-                _mm512_storeu_ps(dst + (j0 + m) * ldd + i0, _mm512_shuffle_f32x4(v1, w1, 0x88));
-                _mm512_storeu_ps(dst + (j0 + 4 + m) * ldd + i0, _mm512_shuffle_f32x4(v2, w2, 0x88));
-                _mm512_storeu_ps(dst + (j0 + 8 + m) * ldd + i0, _mm512_shuffle_f32x4(v1, w1, 0xdd));
-                _mm512_storeu_ps(dst + (j0 + 12 + m) * ldd + i0, _mm512_shuffle_f32x4(v2, w2, 0xdd));
+                t[m] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+                t[4 + m] = _mm512_shuffle_f32x4(v2, w2, 0x88);
+                t[8 + m] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+                t[12 + m] = _mm512_shuffle_f32x4(v2, w2, 0xdd);
+            }
+            for (int j = 0; j < 16; j++) {
+                float *out = dst + (j0 + j) * ldd + i0;
+                _mm512_storeu_ps(out, accumulate ? _mm512_add_ps(_mm512_loadu_ps(out), t[j]) : t[j]);
             }
         }
-    if (full_cols < cols) transpose_portable(src + full_cols, lds, full_rows, cols - full_cols, dst + full_cols * ldd, ldd);
-    if (full_rows < rows) transpose_portable(src + full_rows * lds, lds, rows - full_rows, cols, dst + full_rows, ldd);
+    if (full_cols < cols)
+        transpose_portable(src + full_cols, lds, full_rows, cols - full_cols, dst + full_cols * ldd, ldd, accumulate);
+    if (full_rows < rows)
+        transpose_portable(src + full_rows * lds, lds, rows - full_rows, cols, dst + full_rows, ldd, accumulate);
 }
 
 static int have_avx512(void)
@@ -505,10 +514,11 @@ static int have_avx512(void)
     return cached;
 }
 
-void tg_conv_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd)
+void tg_conv_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd,
+                       int accumulate)
 {
-    if (have_avx512()) transpose_avx512(src, lds, rows, cols, dst, ldd);
-    else transpose_portable(src, lds, rows, cols, dst, ldd);
+    if (have_avx512()) transpose_avx512(src, lds, rows, cols, dst, ldd, accumulate);
+    else transpose_portable(src, lds, rows, cols, dst, ldd, accumulate);
 }
 
 /* Weight-pass slot layout: col [rows, max_cols], col_t [max_cols, rows], gy_t [max_cols, o]. */
@@ -533,10 +543,10 @@ static void weight_tile(const tile_ctx *c, int64_t t, float *slot, float *gw)
     int64_t per_image = (tl.oh1 - tl.oh0) * g->wo;
     for (int64_t i = 0; i < tl.images; i++)
         tg_conv_transpose(c->gy + (tl.n0 + i) * g->o * p->plane + tl.oh0 * g->wo, p->plane, g->o, per_image,
-                  gy_t + i * per_image * g->o, g->o);
+                  gy_t + i * per_image * g->o, g->o, 0);
     int64_t ld_x;
     const float *x_mat = tile_columns(c, &tl, col, &ld_x); /* [rows, ld_x] */
-    tg_conv_transpose(x_mat, ld_x, p->rows, tl.cols, col_t, p->rows);
+    tg_conv_transpose(x_mat, ld_x, p->rows, tl.cols, col_t, p->rows, 0);
     for (int64_t gr = 0; gr < g->groups; gr++)
         tg_gemm_f32(1, 0, og, kg, tl.cols, gy_t + gr * og, g->o, col_t + gr * kg, p->rows, 1.0f,
                     gw + gr * og * kg, kg);

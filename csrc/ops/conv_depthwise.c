@@ -283,6 +283,9 @@ typedef struct dwb_layout {
     int64_t in_plane;    /* h * w */
     int64_t out_plane;   /* ho * wo */
     int64_t big_plane;   /* max of the two */
+    int gather;          /* data gradient as a stride-1 conv of padded gy (else a scatter) */
+    tg_conv_geom dg;     /* that conv: output [h, w], stride 1 */
+    int64_t gp_top, gp_left, gp_rows, gp_cols; /* its padded gy block [gp_rows][gp_cols][16] */
 } dwb_layout;
 
 static dwb_layout blocked_layout(const tg_conv_geom *g)
@@ -293,6 +296,14 @@ static dwb_layout blocked_layout(const tg_conv_geom *g)
     l.in_plane = g->h * g->w;
     l.out_plane = g->ho * g->wo;
     l.big_plane = max64(l.in_plane, l.out_plane);
+    l.gp_top = g->dh * (g->kh - 1) - g->ph;
+    l.gp_left = g->dw * (g->kw - 1) - g->pw;
+    l.gp_rows = g->h + g->dh * (g->kh - 1);
+    l.gp_cols = g->w + g->dw * (g->kw - 1);
+    l.gather = g->sh == 1 && g->sw == 1 && l.gp_top >= 0 && l.gp_left >= 0 && l.gp_rows == l.gp_top + g->ho + g->ph &&
+               l.gp_cols == l.gp_left + g->wo + g->pw;
+    l.dg = (tg_conv_geom){.n = g->n, .c = g->c, .h = g->ho, .w = g->wo, .o = g->c, .ho = g->h, .wo = g->w,
+                          .kh = g->kh, .kw = g->kw, .sh = 1, .sw = 1, .dh = g->dh, .dw = g->dw, .groups = g->c};
     return l;
 }
 
@@ -301,9 +312,12 @@ static int blocked(const tg_conv_geom *g)
     return have_avx512() && g->o == g->c && g->c % 16 == 0;
 }
 
-/* Slot: padded [hp][wp][16], then two [big_plane][16] buffers, then a second padded one
- * (data gradient). */
-static size_t blocked_padded_floats(const dwb_layout *l) { return (size_t)tg_align64((size_t)(l->hp * l->wp * 16) * sizeof(float)) / sizeof(float); }
+/* Slot: two padded blocks (input; gy or gx), then two [big_plane][16] buffers. */
+static size_t blocked_padded_floats(const dwb_layout *l)
+{
+    int64_t cells = max64(l->hp * l->wp, l->gp_rows * l->gp_cols);
+    return (size_t)tg_align64((size_t)(cells * 16) * sizeof(float)) / sizeof(float);
+}
 static size_t blocked_plane_floats(const dwb_layout *l) { return (size_t)tg_align64((size_t)(l->big_plane * 16) * sizeof(float)) / sizeof(float); }
 static size_t blocked_slot_floats(const tg_conv_geom *g)
 {
@@ -311,53 +325,39 @@ static size_t blocked_slot_floats(const tg_conv_geom *g)
     return 2 * blocked_padded_floats(&l) + 2 * blocked_plane_floats(&l);
 }
 
-/* xp [hp][wp][16] = the 16 planes x [16][h * w] (stride in_plane), zero-padded; t is a
- * [in_plane][16] temporary. */
-static void blocked_load(const tg_conv_geom *g, const dwb_layout *l, const float *x, float *t, float *xp)
+/* dst [prows][pcols][16] = the 16 planes src [16][rows * cols] (stride rows * cols) placed at
+ * (top, left), zero elsewhere; t is a [rows * cols][16] temporary. */
+static void blocked_load(const float *src, int64_t rows, int64_t cols, int64_t top, int64_t left, int64_t prows,
+                         int64_t pcols, float *t, float *dst)
 {
-    tg_conv_transpose(x, l->in_plane, 16, l->in_plane, t, 16);
-    size_t row = (size_t)(l->wp * 16);
-    memset(xp, 0, (size_t)g->ph * row * sizeof(float));
-    memset(xp + (g->ph + g->h) * row, 0, (size_t)(l->hp - g->ph - g->h) * row * sizeof(float));
-    for (int64_t ih = 0; ih < g->h; ih++) {
-        float *dst = xp + (ih + g->ph) * row;
-        memset(dst, 0, (size_t)(g->pw * 16) * sizeof(float));
-        memcpy(dst + g->pw * 16, t + ih * g->w * 16, (size_t)(g->w * 16) * sizeof(float));
-        memset(dst + (g->pw + g->w) * 16, 0, (size_t)((l->wp - g->pw - g->w) * 16) * sizeof(float));
-    }
-}
-
-/* dst [16][count] (stride ld) = or += t [count][16]; tmp a [16][count] temporary. */
-static void blocked_store(const float *t, int64_t count, float *dst, int64_t ld, int accumulate, float *tmp)
-{
-    if (!accumulate) {
-        tg_conv_transpose(t, 16, count, 16, dst, ld);
-        return;
-    }
-    tg_conv_transpose(t, 16, count, 16, tmp, count);
-    for (int64_t ch = 0; ch < 16; ch++) {
-        float *restrict d = dst + ch * ld;
-        const float *restrict s = tmp + ch * count;
-        for (int64_t i = 0; i < count; i++) d[i] += s[i];
+    tg_conv_transpose(src, rows * cols, 16, rows * cols, t, 16, 0);
+    size_t row = (size_t)(pcols * 16);
+    memset(dst, 0, (size_t)top * row * sizeof(float));
+    memset(dst + (top + rows) * row, 0, (size_t)(prows - top - rows) * row * sizeof(float));
+    for (int64_t r = 0; r < rows; r++) {
+        float *d = dst + (r + top) * row;
+        memset(d, 0, (size_t)(left * 16) * sizeof(float));
+        memcpy(d + left * 16, t + r * cols * 16, (size_t)(cols * 16) * sizeof(float));
+        memset(d + (left + cols) * 16, 0, (size_t)((pcols - left - cols) * 16) * sizeof(float));
     }
 }
 
 /* y [out_plane][16] = bias + sum over taps of wv[tap] * xp at the tap. */
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
-static void blocked_forward_kernel(const tg_conv_geom *g, const dwb_layout *l, const float *xp, const float *wv,
+static void blocked_forward_kernel(const tg_conv_geom *g, int64_t wp, const float *xp, const float *wv,
                                    const float *bias16, float *y)
 {
     const int64_t taps = g->kh * g->kw, step = g->sw * 16;
     __m512 b = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
     for (int64_t oh = 0; oh < g->ho; oh++) {
-        const float *row = xp + oh * g->sh * l->wp * 16;
+        const float *row = xp + oh * g->sh * wp * 16;
         float *out = y + oh * g->wo * 16;
         int64_t ow = 0;
         for (; ow + 8 <= g->wo; ow += 8) {
             __m512 a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
             for (int64_t t = 0; t < taps; t++) {
                 int64_t ki = t / g->kw, kj = t % g->kw;
-                const float *s = row + (ki * g->dh * l->wp + ow * g->sw + kj * g->dw) * 16;
+                const float *s = row + (ki * g->dh * wp + ow * g->sw + kj * g->dw) * 16;
                 __m512 wt = _mm512_loadu_ps(wv + t * 16);
                 a0 = _mm512_fmadd_ps(_mm512_loadu_ps(s), wt, a0);
                 a1 = _mm512_fmadd_ps(_mm512_loadu_ps(s + step), wt, a1);
@@ -382,7 +382,7 @@ static void blocked_forward_kernel(const tg_conv_geom *g, const dwb_layout *l, c
             __m512 a = b;
             for (int64_t t = 0; t < taps; t++) {
                 int64_t ki = t / g->kw, kj = t % g->kw;
-                const float *s = row + (ki * g->dh * l->wp + ow * g->sw + kj * g->dw) * 16;
+                const float *s = row + (ki * g->dh * wp + ow * g->sw + kj * g->dw) * 16;
                 a = _mm512_fmadd_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(wv + t * 16), a);
             }
             _mm512_storeu_ps(out + ow * 16, a);
@@ -410,19 +410,19 @@ static void blocked_data_kernel(const tg_conv_geom *g, const dwb_layout *l, cons
     }
 }
 
-/* acc[tap][16] += sum over outputs of gy * xp at the tap; four chains per tap, summed in
- * a fixed order. */
+/* acc[tap][16] += sum over outputs of gy * xp at the tap, an output row at a time (its
+ * input rows stay in L1), four chains per tap and row summed in a fixed order. */
 __attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 static void blocked_weight_kernel(const tg_conv_geom *g, const dwb_layout *l, const float *xp, const float *gy,
                                   float *acc)
 {
     const int64_t step = g->sw * 16;
-    for (int64_t t = 0; t < g->kh * g->kw; t++) {
-        int64_t ki = t / g->kw, kj = t % g->kw;
-        __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
-        for (int64_t oh = 0; oh < g->ho; oh++) {
+    for (int64_t oh = 0; oh < g->ho; oh++) {
+        const float *d = gy + oh * g->wo * 16;
+        for (int64_t t = 0; t < g->kh * g->kw; t++) {
+            int64_t ki = t / g->kw, kj = t % g->kw;
             const float *s = xp + ((oh * g->sh + ki * g->dh) * l->wp + kj * g->dw) * 16;
-            const float *d = gy + oh * g->wo * 16;
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
             int64_t ow = 0;
             for (; ow + 4 <= g->wo; ow += 4) {
                 c0 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16), _mm512_loadu_ps(s + ow * step), c0);
@@ -432,9 +432,9 @@ static void blocked_weight_kernel(const tg_conv_geom *g, const dwb_layout *l, co
             }
             for (; ow < g->wo; ow++)
                 c0 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16), _mm512_loadu_ps(s + ow * step), c0);
+            __m512 sum = _mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3));
+            _mm512_storeu_ps(acc + t * 16, _mm512_add_ps(_mm512_loadu_ps(acc + t * 16), sum));
         }
-        __m512 sum = _mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3));
-        _mm512_storeu_ps(acc + t * 16, _mm512_add_ps(_mm512_loadu_ps(acc + t * 16), sum));
     }
 }
 
@@ -467,13 +467,12 @@ static void blocked_forward_slots(void *arg, int64_t begin, int64_t end, int thr
     for (int64_t s = begin; s < end; s++) {
         float *xp = c->scratch + (size_t)s * c->slot_floats;  /* [hp][wp][16] */
         float *t0 = xp + 2 * blocked_padded_floats(&l);        /* [big_plane][16] */
-        float *t1 = t0 + blocked_plane_floats(&l);             /* [big_plane][16] */
         for (int64_t item = c->items * s / TG_DWB_SLOTS; item < c->items * (s + 1) / TG_DWB_SLOTS; item++) {
             int64_t n = item / (g->c / 16), c0 = item % (g->c / 16) * 16;
             blocked_weights(g, c->w, c0, wv);
-            blocked_load(g, &l, c->x + (n * g->c + c0) * l.in_plane, t0, xp);
-            blocked_forward_kernel(g, &l, xp, wv, c->bias ? c->bias + c0 : NULL, t0);
-            blocked_store(t0, l.out_plane, c->y + (n * g->c + c0) * l.out_plane, l.out_plane, c->accumulate, t1);
+            blocked_load(c->x + (n * g->c + c0) * l.in_plane, g->h, g->w, g->ph, g->pw, l.hp, l.wp, t0, xp);
+            blocked_forward_kernel(g, l.wp, xp, wv, c->bias ? c->bias + c0 : NULL, t0);
+            tg_conv_transpose(t0, 16, l.out_plane, 16, c->y + (n * g->c + c0) * l.out_plane, l.out_plane, c->accumulate);
         }
     }
 }
@@ -486,28 +485,40 @@ static void blocked_backward_slots(void *arg, int64_t begin, int64_t end, int th
     const tg_conv_geom *g = c->g;
     dwb_layout l = blocked_layout(g);
     int64_t taps = g->kh * g->kw;
-    float wv[TG_DW_MAX_TAPS * 16], acc[TG_DW_MAX_TAPS * 16];
+    float wv[TG_DW_MAX_TAPS * 16], wf[TG_DW_MAX_TAPS * 16], acc[TG_DW_MAX_TAPS * 16];
     for (int64_t s = begin; s < end; s++) {
         float *xp = c->scratch + (size_t)s * c->slot_floats;   /* [hp][wp][16] */
-        float *gxp = xp + blocked_padded_floats(&l);            /* [hp][wp][16] */
-        float *t0 = gxp + blocked_padded_floats(&l);            /* [big_plane][16] */
+        float *gp = xp + blocked_padded_floats(&l);             /* padded gy, or the scatter's gx [hp][wp][16] */
+        float *t0 = gp + blocked_padded_floats(&l);             /* [big_plane][16] */
         float *t1 = t0 + blocked_plane_floats(&l);              /* [big_plane][16] */
         for (int64_t cb = c->items * s / TG_DWB_SLOTS; cb < c->items * (s + 1) / TG_DWB_SLOTS; cb++) {
             int64_t c0 = cb * 16;
-            if (c->gx) blocked_weights(g, c->w, c0, wv);
+            if (c->gx) {
+                blocked_weights(g, c->w, c0, wv);
+                for (int64_t t = 0; t < taps; t++) memcpy(wf + t * 16, wv + (taps - 1 - t) * 16, 16 * sizeof(float));
+            }
             memset(acc, 0, (size_t)(taps * 16) * sizeof(float));
             for (int64_t n = 0; n < g->n; n++) {
-                if (c->gw) blocked_load(g, &l, c->x + (n * g->c + c0) * l.in_plane, t0, xp);
-                tg_conv_transpose(c->gy + (n * g->c + c0) * l.out_plane, l.out_plane, 16, l.out_plane, t1, 16);
-                if (c->gw) blocked_weight_kernel(g, &l, xp, t1, acc);
-                if (c->gx) {
-                    memset(gxp, 0, (size_t)(l.hp * l.wp * 16) * sizeof(float));
-                    blocked_data_kernel(g, &l, t1, wv, gxp);
-                    for (int64_t ih = 0; ih < g->h; ih++)
-                        memcpy(t0 + ih * g->w * 16, gxp + ((ih + g->ph) * l.wp + g->pw) * 16,
-                               (size_t)(g->w * 16) * sizeof(float));
-                    blocked_store(t0, l.in_plane, c->gx + (n * g->c + c0) * l.in_plane, l.in_plane, 1, xp);
+                const float *gy = c->gy + (n * g->c + c0) * l.out_plane; /* [16][out_plane] */
+                if (c->gw) {
+                    blocked_load(c->x + (n * g->c + c0) * l.in_plane, g->h, g->w, g->ph, g->pw, l.hp, l.wp, t0, xp);
+                    tg_conv_transpose(gy, l.out_plane, 16, l.out_plane, t1, 16, 0);
+                    blocked_weight_kernel(g, &l, xp, t1, acc);
                 }
+                if (!c->gx) continue;
+                float *gx = c->gx + (n * g->c + c0) * l.in_plane; /* [16][in_plane] */
+                if (l.gather) {
+                    blocked_load(gy, g->ho, g->wo, l.gp_top, l.gp_left, l.gp_rows, l.gp_cols, t1, gp);
+                    blocked_forward_kernel(&l.dg, l.gp_cols, gp, wf, NULL, t0);
+                } else {
+                    if (!c->gw) tg_conv_transpose(gy, l.out_plane, 16, l.out_plane, t1, 16, 0);
+                    memset(gp, 0, (size_t)(l.hp * l.wp * 16) * sizeof(float));
+                    blocked_data_kernel(g, &l, t1, wv, gp);
+                    for (int64_t ih = 0; ih < g->h; ih++)
+                        memcpy(t0 + ih * g->w * 16, gp + ((ih + g->ph) * l.wp + g->pw) * 16,
+                               (size_t)(g->w * 16) * sizeof(float));
+                }
+                tg_conv_transpose(t0, 16, l.in_plane, 16, gx, l.in_plane, 1);
             }
             if (c->gw)
                 for (int64_t lane = 0; lane < 16; lane++)
