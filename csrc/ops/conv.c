@@ -4,9 +4,14 @@
  * The engine (conv.h) works on column blocks of the virtual matrix [c*kh*kw, n*ho*wo]:
  * either a band of output rows of one image (large images; the GEMM writes straight into
  * the NCHW output with ldc = ho*wo) or several whole images (small images; the GEMM
- * writes a [o, images*ho*wo] block that is then scattered to NCHW). Scratch per block is
- * bounded by TG_CONV_COL_BUDGET floats, so the scratch never grows with the batch.
- * A 1x1 stride-1 unpadded conv reads x directly (no im2col) in the per-image mode.
+ * writes a [o, images*ho*wo] block that is then scattered to NCHW). Two paths:
+ *   - tiled (weights that fit L2, most layers): TG_CONV_SLOTS fixed slots each run whole
+ *     L2-sized tiles on one thread (im2col, then single-threaded GEMMs); the weight
+ *     gradient sums per slot and the slots are added in order; a stride-1 data gradient
+ *     is the forward conv of gy with flipped weights (no col2im);
+ *   - shared block (wide layers): one block of up to TG_CONV_COL_BUDGET floats at a
+ *     time, im2col and GEMM each split over the threads.
+ * Scratch never grows with the batch. A 1x1 stride-1 unpadded conv reads x directly.
  * Not here: channels_last layouts, bf16 convs, 3-D convs. */
 #include <string.h>
 
@@ -22,6 +27,8 @@
 #define TG_CONV_SLOTS 4                         /* fixed work slots of the tiled path */
 #define TG_CONV_TILE_FLOATS ((int64_t)160 << 10) /* floats of a tiled-path column tile (640 KiB: in L2) */
 #define TG_CONV_TILE_MIN_COLS 128               /* narrowest tile */
+#define TG_CONV_TILE_MAX_COLS 1024              /* widest tile */
+#define TG_CONV_DATA_CONV_MIN_CHANNELS 16       /* input channels per group from which data_as_conv runs */
 #define TG_CONV_TILED_MAX_WEIGHTS ((int64_t)320 << 10) /* weights (floats) up to which the tiled path runs */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
@@ -341,7 +348,7 @@ static tile_plan make_tile_plan(const tg_conv_geom *g)
     tile_plan p;
     p.rows = g->c * g->kh * g->kw;
     p.plane = g->ho * g->wo;
-    int64_t want = max64(TG_CONV_TILE_MIN_COLS, TG_CONV_TILE_FLOATS / max64(p.rows, 1));
+    int64_t want = min64(TG_CONV_TILE_MAX_COLS, max64(TG_CONV_TILE_MIN_COLS, TG_CONV_TILE_FLOATS / max64(p.rows, 1)));
     if (p.plane >= want || g->n == 1) {
         p.images = 1;
         p.out_rows = max64(1, min64(g->ho, want / max64(g->wo, 1)));
@@ -596,7 +603,9 @@ static int data_as_conv(const tg_conv_geom *g, tg_conv_geom *t)
                         .pw = g->dw * (g->kw - 1) - g->pw, .dh = g->dh, .dw = g->dw, .groups = g->groups};
     if (t->ph < 0 || t->pw < 0) return 0;
     if (t->h + 2 * t->ph - t->dh * (t->kh - 1) != t->ho || t->w + 2 * t->pw - t->dw * (t->kw - 1) != t->wo) return 0;
-    return tiled(t) && !tg_conv_is_depthwise(t);
+    /* NOTE: t's GEMMs have m = c / groups rows: with few input channels (a stem) the
+     * micro-kernel's 14-row tiles would run mostly empty, and col2im is cheaper. */
+    return g->c / g->groups >= TG_CONV_DATA_CONV_MIN_CHANNELS && tiled(t) && !tg_conv_is_depthwise(t);
 }
 
 typedef struct transpose_ctx {

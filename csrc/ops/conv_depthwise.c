@@ -9,7 +9,9 @@
  * buffer, weight) applied to a list of jobs (16-wide output vectors); the AVX-512 engine
  * runs 8 jobs at once so that 8 independent FMA chains hide the latency.
  * NOTE: work is cut into TG_DW_SLOTS fixed slots, each with its own scratch and a fixed
- * set of planes, so results never depend on the thread count. */
+ * set of planes, so results never depend on the thread count.
+ * Channel counts that are a multiple of 16 (o == c) on AVX-512 CPUs take the
+ * channel-blocked path further down instead (16 channels in one vector). */
 #include <string.h>
 
 #include <immintrin.h>
@@ -326,19 +328,25 @@ static size_t blocked_slot_floats(const tg_conv_geom *g)
 }
 
 /* dst [prows][pcols][16] = the 16 planes src [16][rows * cols] (stride rows * cols) placed at
- * (top, left), zero elsewhere; t is a [rows * cols][16] temporary. */
+ * (top, left), zero elsewhere; t is a [rows * cols][16] temporary.
+ * NOTE: vector stores, not memset / memcpy: the border pieces are one or two vectors. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
 static void blocked_load(const float *src, int64_t rows, int64_t cols, int64_t top, int64_t left, int64_t prows,
                          int64_t pcols, float *t, float *dst)
 {
     tg_conv_transpose(src, rows * cols, 16, rows * cols, t, 16, 0);
-    size_t row = (size_t)(pcols * 16);
-    memset(dst, 0, (size_t)top * row * sizeof(float));
-    memset(dst + (top + rows) * row, 0, (size_t)(prows - top - rows) * row * sizeof(float));
-    for (int64_t r = 0; r < rows; r++) {
-        float *d = dst + (r + top) * row;
-        memset(d, 0, (size_t)(left * 16) * sizeof(float));
-        memcpy(d + left * 16, t + r * cols * 16, (size_t)(cols * 16) * sizeof(float));
-        memset(d + (left + cols) * 16, 0, (size_t)((pcols - left - cols) * 16) * sizeof(float));
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t r = 0; r < prows; r++) {
+        float *d = dst + r * pcols * 16;
+        int64_t sr = r - top;
+        if (sr < 0 || sr >= rows) {
+            for (int64_t q = 0; q < pcols; q++) _mm512_storeu_ps(d + q * 16, zero);
+            continue;
+        }
+        const float *s = t + sr * cols * 16;
+        for (int64_t q = 0; q < left; q++) _mm512_storeu_ps(d + q * 16, zero);
+        for (int64_t q = 0; q < cols; q++) _mm512_storeu_ps(d + (left + q) * 16, _mm512_loadu_ps(s + q * 16));
+        for (int64_t q = left + cols; q < pcols; q++) _mm512_storeu_ps(d + q * 16, zero);
     }
 }
 
