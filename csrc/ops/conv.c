@@ -95,11 +95,61 @@ static void valid_columns(const tg_conv_geom *g, int64_t kj, int64_t *lo, int64_
     *hi = max64(*lo, min64(b, g->wo));
 }
 
+/* One output row of a column row: dst[ow] = src[ow * sw] for ow in [lo, hi), zero elsewhere. */
+static void im2col_row_portable(float *restrict dst, const float *restrict src, int64_t wo, int64_t lo, int64_t hi,
+                                int64_t sw)
+{
+    for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+    if (sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+    else if (sw == 2) for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[2 * ow];
+    else for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * sw];
+    for (int64_t ow = hi; ow < wo; ow++) dst[ow] = 0.0f;
+}
+
+/* NOTE: rows are short (wo floats), so inline vector copies beat a memcpy call per row. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void im2col_row_avx512(float *restrict dst, const float *restrict src, int64_t wo, int64_t lo, int64_t hi,
+                              int64_t sw)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    int64_t ow = 0;
+    for (; ow + 16 <= lo; ow += 16) _mm512_storeu_ps(dst + ow, zero);
+    for (; ow < lo; ow++) dst[ow] = 0.0f;
+    if (sw == 1) {
+        for (; ow + 16 <= hi; ow += 16) _mm512_storeu_ps(dst + ow, _mm512_loadu_ps(src + ow));
+        if (ow < hi) {
+            __mmask16 m = (__mmask16)((1u << (hi - ow)) - 1u);
+            _mm512_mask_storeu_ps(dst + ow, m, _mm512_maskz_loadu_ps(m, src + ow));
+            ow = hi;
+        }
+    } else if (sw == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; ow + 16 <= hi; ow += 16) {
+            __m512 a = _mm512_loadu_ps(src + 2 * ow), b = _mm512_maskz_loadu_ps(0x7fff, src + 2 * ow + 16);
+            _mm512_storeu_ps(dst + ow, _mm512_permutex2var_ps(a, even, b));
+        }
+        for (; ow < hi; ow++) dst[ow] = src[2 * ow];
+    } else {
+        for (; ow < hi; ow++) dst[ow] = src[ow * sw];
+    }
+    for (; ow + 16 <= wo; ow += 16) _mm512_storeu_ps(dst + ow, zero);
+    for (; ow < wo; ow++) dst[ow] = 0.0f;
+}
+
+static int have_avx512(void)
+{
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+    return cached;
+}
+
 static void im2col_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const col_ctx *c = arg;
     const tg_conv_geom *g = c->g;
+    int avx512 = have_avx512();
     for (int64_t r = begin; r < end; r++) {
         int64_t ch = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
         int64_t lo, hi;
@@ -109,16 +159,11 @@ static void im2col_range(void *arg, int64_t begin, int64_t end, int thread_index
             const float *xp = c->x + ((c->n0 + b) * g->c + ch) * g->h * g->w; /* [h, w] */
             for (int64_t oh = c->oh0; oh < c->oh1; oh++, dst += g->wo) {
                 int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-                if (ih < 0 || ih >= g->h) {
-                    memset(dst, 0, (size_t)g->wo * sizeof(float));
-                    continue;
-                }
-                const float *src = xp + ih * g->w + kj * g->dw - g->pw;
-                for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                if (g->sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-                else if (g->sw == 2) for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[2 * ow];
-                else for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sw];
-                for (int64_t ow = hi; ow < g->wo; ow++) dst[ow] = 0.0f;
+                int inside = ih >= 0 && ih < g->h;
+                const float *src = inside ? xp + ih * g->w + kj * g->dw - g->pw : xp;
+                int64_t row_lo = inside ? lo : 0, row_hi = inside ? hi : 0;
+                if (avx512) im2col_row_avx512(dst, src, g->wo, row_lo, row_hi, g->sw);
+                else im2col_row_portable(dst, src, g->wo, row_lo, row_hi, g->sw);
             }
         }
     }
@@ -513,13 +558,6 @@ static void transpose_avx512(const float *restrict src, int64_t lds, int64_t row
         transpose_portable(src + full_rows * lds, lds, rows - full_rows, cols, dst + full_rows, ldd, accumulate);
 }
 
-static int have_avx512(void)
-{
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
-    return cached;
-}
 
 void tg_conv_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd,
                        int accumulate)

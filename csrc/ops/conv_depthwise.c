@@ -279,6 +279,7 @@ static int forward_taps(const tg_conv_geom *g, const dw_layout *l, int64_t *off)
  * set-up, run at full vector width. The results are transposed back. */
 
 #define TG_DWB_SLOTS 4
+#define TG_DWB_MAX_PLANE 4096   /* largest input plane (h * w) of the blocked path */
 
 typedef struct dwb_layout {
     int64_t hp, wp;      /* padded input block [hp][wp][16] */
@@ -309,9 +310,11 @@ static dwb_layout blocked_layout(const tg_conv_geom *g)
     return l;
 }
 
+/* NOTE: on large planes (112 x 112) the plane-wise kernels measure faster: their rows are
+ * long vectors already and the blocked path's transposes cost more than they save. */
 static int blocked(const tg_conv_geom *g)
 {
-    return have_avx512() && g->o == g->c && g->c % 16 == 0;
+    return have_avx512() && g->o == g->c && g->c % 16 == 0 && g->h * g->w <= TG_DWB_MAX_PLANE;
 }
 
 /* Slot: two padded blocks (input; gy or gx), then two [big_plane][16] buffers. */
