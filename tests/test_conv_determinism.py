@@ -15,6 +15,10 @@ SHAPES = [
     ("conv2d", (3, 24, 17, 17), (24, 1, 5, 5), dict(groups=24, stride=2, padding=2)),
     ("conv2d", (3, 12, 15, 15), (24, 1, 3, 3), dict(groups=12, padding=1)),
     ("conv2d", (4, 16, 12, 12), (8, 16, 1, 1), dict()),
+    ("conv2d", (3, 32, 13, 13), (32, 1, 3, 3), dict(groups=32, padding=1)),
+    ("conv2d", (2, 16, 21, 19), (16, 1, 5, 5), dict(groups=16, stride=2, padding=2)),
+    ("conv2d", (2, 64, 30, 30), (32, 64, 3, 3), dict(padding=1)),
+    ("conv2d", (9, 32, 6, 5), (16, 32, 3, 3), dict(padding=1)),
     ("conv_transpose2d", (4, 8, 7, 7), (8, 6, 4, 4), dict(stride=2, padding=1)),
 ]
 

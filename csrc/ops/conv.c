@@ -4,11 +4,18 @@
  * The engine (conv.h) works on column blocks of the virtual matrix [c*kh*kw, n*ho*wo]:
  * either a band of output rows of one image (large images; the GEMM writes straight into
  * the NCHW output with ldc = ho*wo) or several whole images (small images; the GEMM
- * writes a [o, images*ho*wo] block that is then scattered to NCHW). Scratch per block is
- * bounded by TG_CONV_COL_BUDGET floats, so the scratch never grows with the batch.
- * A 1x1 stride-1 unpadded conv reads x directly (no im2col) in the per-image mode.
+ * writes a [o, images*ho*wo] block that is then scattered to NCHW). Two paths:
+ *   - tiled (weights that fit L2, most layers): TG_CONV_SLOTS fixed slots each run whole
+ *     L2-sized tiles on one thread (im2col, then single-threaded GEMMs); the weight
+ *     gradient sums per slot and the slots are added in order; a stride-1 data gradient
+ *     is the forward conv of gy with flipped weights (no col2im);
+ *   - shared block (wide layers): one block of up to TG_CONV_COL_BUDGET floats at a
+ *     time, im2col and GEMM each split over the threads.
+ * Scratch never grows with the batch. A 1x1 stride-1 unpadded conv reads x directly.
  * Not here: channels_last layouts, bf16 convs, 3-D convs. */
 #include <string.h>
+
+#include <immintrin.h>
 
 #include "../export/onnx.h"
 #include "conv.h"
@@ -17,6 +24,12 @@
 
 #define TG_CONV_COL_BUDGET ((int64_t)1 << 21)  /* floats of the im2col block (8 MiB) */
 #define TG_CONV_MIN_COLS 1024                   /* batch images until a block has this many columns */
+#define TG_CONV_SLOTS 4                         /* fixed work slots of the tiled path */
+#define TG_CONV_TILE_FLOATS ((int64_t)160 << 10) /* floats of a tiled-path column tile (640 KiB: in L2) */
+#define TG_CONV_TILE_MIN_COLS 128               /* narrowest tile */
+#define TG_CONV_TILE_MAX_COLS 1024              /* widest tile */
+#define TG_CONV_DATA_CONV_MIN_CHANNELS 16       /* input channels per group from which data_as_conv runs */
+#define TG_CONV_TILED_MAX_WEIGHTS ((int64_t)320 << 10) /* weights (floats) up to which the tiled path runs */
 
 static int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -61,27 +74,10 @@ static size_t block_bytes(const tg_conv_geom *g, const conv_plan *p)
     return p->per_image ? 0 : tg_align64((size_t)(g->o * p->max_cols) * sizeof(float));
 }
 
-size_t tg_conv_forward_scratch(const tg_conv_geom *g)
-{
-    if (tg_conv_is_depthwise(g)) return tg_conv_depthwise_forward_scratch(g);
-    conv_plan p = make_plan(g);
-    return col_bytes(&p) + block_bytes(g, &p);
-}
-
-size_t tg_conv_backward_scratch(const tg_conv_geom *g)
-{
-    if (tg_conv_is_depthwise(g)) return tg_conv_depthwise_backward_scratch(g);
-    conv_plan p = make_plan(g);
-    /* NOTE: the same column block serves im2col of x (weight gradient) and then the
-     * data gradient's columns before col2im; direct convs need neither. */
-    return col_bytes(&p) + block_bytes(g, &p);
-}
-
 /* ---- im2col / col2im over one block ---- */
 
 typedef struct col_ctx {
     const tg_conv_geom *g;
-    const conv_plan *p;
     int64_t n0, images, oh0, oh1; /* the block: images [n0, n0 + images), output rows [oh0, oh1) */
     const float *x;               /* [n, c, h, w] */
     float *gx;                    /* [n, c, h, w] (col2im target) */
@@ -99,11 +95,61 @@ static void valid_columns(const tg_conv_geom *g, int64_t kj, int64_t *lo, int64_
     *hi = max64(*lo, min64(b, g->wo));
 }
 
+/* One output row of a column row: dst[ow] = src[ow * sw] for ow in [lo, hi), zero elsewhere. */
+static void im2col_row_portable(float *restrict dst, const float *restrict src, int64_t wo, int64_t lo, int64_t hi,
+                                int64_t sw)
+{
+    for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
+    if (sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
+    else if (sw == 2) for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[2 * ow];
+    else for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * sw];
+    for (int64_t ow = hi; ow < wo; ow++) dst[ow] = 0.0f;
+}
+
+/* NOTE: rows are short (wo floats), so inline vector copies beat a memcpy call per row. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void im2col_row_avx512(float *restrict dst, const float *restrict src, int64_t wo, int64_t lo, int64_t hi,
+                              int64_t sw)
+{
+    const __m512 zero = _mm512_setzero_ps();
+    int64_t ow = 0;
+    for (; ow + 16 <= lo; ow += 16) _mm512_storeu_ps(dst + ow, zero);
+    for (; ow < lo; ow++) dst[ow] = 0.0f;
+    if (sw == 1) {
+        for (; ow + 16 <= hi; ow += 16) _mm512_storeu_ps(dst + ow, _mm512_loadu_ps(src + ow));
+        if (ow < hi) {
+            __mmask16 m = (__mmask16)((1u << (hi - ow)) - 1u);
+            _mm512_mask_storeu_ps(dst + ow, m, _mm512_maskz_loadu_ps(m, src + ow));
+            ow = hi;
+        }
+    } else if (sw == 2) {
+        const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+        for (; ow + 16 <= hi; ow += 16) {
+            __m512 a = _mm512_loadu_ps(src + 2 * ow), b = _mm512_maskz_loadu_ps(0x7fff, src + 2 * ow + 16);
+            _mm512_storeu_ps(dst + ow, _mm512_permutex2var_ps(a, even, b));
+        }
+        for (; ow < hi; ow++) dst[ow] = src[2 * ow];
+    } else {
+        for (; ow < hi; ow++) dst[ow] = src[ow * sw];
+    }
+    for (; ow + 16 <= wo; ow += 16) _mm512_storeu_ps(dst + ow, zero);
+    for (; ow < wo; ow++) dst[ow] = 0.0f;
+}
+
+static int have_avx512(void)
+{
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+                             __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("fma");
+    return cached;
+}
+
 static void im2col_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const col_ctx *c = arg;
     const tg_conv_geom *g = c->g;
+    int avx512 = have_avx512();
     for (int64_t r = begin; r < end; r++) {
         int64_t ch = r / (g->kh * g->kw), ki = r / g->kw % g->kh, kj = r % g->kw;
         int64_t lo, hi;
@@ -113,16 +159,11 @@ static void im2col_range(void *arg, int64_t begin, int64_t end, int thread_index
             const float *xp = c->x + ((c->n0 + b) * g->c + ch) * g->h * g->w; /* [h, w] */
             for (int64_t oh = c->oh0; oh < c->oh1; oh++, dst += g->wo) {
                 int64_t ih = oh * g->sh - g->ph + ki * g->dh;
-                if (ih < 0 || ih >= g->h) {
-                    memset(dst, 0, (size_t)g->wo * sizeof(float));
-                    continue;
-                }
-                const float *src = xp + ih * g->w + kj * g->dw - g->pw;
-                for (int64_t ow = 0; ow < lo; ow++) dst[ow] = 0.0f;
-                if (g->sw == 1) memcpy(dst + lo, src + lo, (size_t)(hi - lo) * sizeof(float));
-                else if (g->sw == 2) for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[2 * ow];
-                else for (int64_t ow = lo; ow < hi; ow++) dst[ow] = src[ow * g->sw];
-                for (int64_t ow = hi; ow < g->wo; ow++) dst[ow] = 0.0f;
+                int inside = ih >= 0 && ih < g->h;
+                const float *src = inside ? xp + ih * g->w + kj * g->dw - g->pw : xp;
+                int64_t row_lo = inside ? lo : 0, row_hi = inside ? hi : 0;
+                if (avx512) im2col_row_avx512(dst, src, g->wo, row_lo, row_hi, g->sw);
+                else im2col_row_portable(dst, src, g->wo, row_lo, row_hi, g->sw);
             }
         }
     }
@@ -212,16 +253,11 @@ static void bias_fill_range(void *arg, int64_t begin, int64_t end, int thread_in
 
 static int64_t row_grain(int64_t cols) { return max64(1, 16384 / max64(cols, 1)); }
 
-/* ---- the engine ---- */
+/* ---- the shared-block path: threads share one column block, the GEMM splits itself ---- */
 
-void tg_conv_forward(const tg_conv_geom *g, const float *x, const float *w, const float *bias,
-                     float *y, int accumulate, void *scratch)
+static void shared_forward(const tg_conv_geom *g, const float *x, const float *w, const float *bias, float *y,
+                           int accumulate, void *scratch)
 {
-    if (g->n == 0 || g->o == 0 || g->ho == 0 || g->wo == 0) return;
-    if (tg_conv_is_depthwise(g)) {
-        tg_conv_depthwise_forward(g, x, w, bias, y, accumulate, scratch);
-        return;
-    }
     conv_plan p = make_plan(g);
     int64_t cg = g->c / g->groups, og = g->o / g->groups, kg = cg * g->kh * g->kw;
     float *col = scratch;                                            /* [rows, max_cols] */
@@ -237,8 +273,8 @@ void tg_conv_forward(const tg_conv_geom *g, const float *x, const float *w, cons
                 b_mat = x + n0 * g->c * p.plane + oh0 * g->wo;
                 ldb = p.plane;
             } else {
-                col_ctx cc = {.g = g, .p = &p, .n0 = n0, .images = images, .oh0 = oh0, .oh1 = oh1,
-                              .x = x, .col = col, .cols = cols};
+                col_ctx cc = {.g = g, .n0 = n0, .images = images, .oh0 = oh0, .oh1 = oh1, .x = x, .col = col,
+                              .cols = cols};
                 tg_parallel_for(p.rows, row_grain(cols), im2col_range, &cc);
             }
             float *c_mat;
@@ -271,14 +307,10 @@ void tg_conv_forward(const tg_conv_geom *g, const float *x, const float *w, cons
     }
 }
 
-void tg_conv_backward(const tg_conv_geom *g, const float *x, const float *w, const float *gy,
-                      float *gx, float *gw, void *scratch)
+/* gw += weight adjoint and / or gx += data adjoint (col2im), each when non-NULL. */
+static void shared_backward(const tg_conv_geom *g, const float *x, const float *w, const float *gy,
+                            float *gx, float *gw, void *scratch)
 {
-    if (g->n == 0 || g->o == 0 || g->ho == 0 || g->wo == 0 || (!gx && !gw)) return;
-    if (tg_conv_is_depthwise(g)) {
-        tg_conv_depthwise_backward(g, x, w, gy, gx, gw, scratch);
-        return;
-    }
     conv_plan p = make_plan(g);
     int64_t cg = g->c / g->groups, og = g->o / g->groups, kg = cg * g->kh * g->kw;
     float *col = scratch;                                            /* [rows, max_cols] */
@@ -300,8 +332,8 @@ void tg_conv_backward(const tg_conv_geom *g, const float *x, const float *w, con
                 gy_mat = block;
                 ld_gy = cols;
             }
-            col_ctx cc = {.g = g, .p = &p, .n0 = n0, .images = images, .oh0 = oh0, .oh1 = oh1,
-                          .x = x, .gx = gx, .col = col, .cols = cols};
+            col_ctx cc = {.g = g, .n0 = n0, .images = images, .oh0 = oh0, .oh1 = oh1, .x = x, .gx = gx,
+                          .col = col, .cols = cols};
             if (gw) {
                 const float *x_mat = col; /* [rows, ld_x] */
                 int64_t ld_x = cols;
@@ -329,6 +361,411 @@ void tg_conv_backward(const tg_conv_geom *g, const float *x, const float *w, con
                 }
             }
         }
+    }
+}
+
+/* ---- the tiled path: TG_CONV_SLOTS fixed slots, each with its own L2-sized column tile,
+ * run whole tiles (im2col, GEMM, scatter) on one thread; no barrier inside a pass ---- */
+
+/* Tiles cut the columns as bands of output rows of one image, or as groups of whole images. */
+typedef struct tile_plan {
+    int64_t rows;       /* c * kh * kw */
+    int64_t plane;      /* ho * wo */
+    int64_t images;     /* images per tile; > 1 only when out_rows == ho */
+    int64_t out_rows;   /* output rows per tile */
+    int64_t bands;      /* tiles per image group */
+    int64_t tiles;
+    int64_t max_cols;
+    int direct;         /* 1x1, stride 1, unpadded, one image per tile: x is its own column matrix */
+} tile_plan;
+
+typedef struct tile {
+    int64_t n0, images, oh0, oh1, cols;
+} tile;
+
+/* NOTE: the tiled path pays one packing of the weights per tile and per slot partial
+ * weight gradients; it is for convs whose weights fit L2 (most layers of small nets and
+ * the early layers of large ones); wider layers run the shared-block path. */
+static int tiled(const tg_conv_geom *g) { return g->o * (g->c / g->groups) * g->kh * g->kw <= TG_CONV_TILED_MAX_WEIGHTS; }
+
+static tile_plan make_tile_plan(const tg_conv_geom *g)
+{
+    tile_plan p;
+    p.rows = g->c * g->kh * g->kw;
+    p.plane = g->ho * g->wo;
+    int64_t want = min64(TG_CONV_TILE_MAX_COLS, max64(TG_CONV_TILE_MIN_COLS, TG_CONV_TILE_FLOATS / max64(p.rows, 1)));
+    if (p.plane >= want || g->n == 1) {
+        p.images = 1;
+        p.out_rows = max64(1, min64(g->ho, want / max64(g->wo, 1)));
+    } else {
+        p.images = max64(1, min64(g->n, want / max64(p.plane, 1)));
+        p.out_rows = g->ho;
+    }
+    p.bands = (g->ho + p.out_rows - 1) / p.out_rows;
+    p.tiles = (g->n + p.images - 1) / p.images * p.bands;
+    p.max_cols = p.images * p.out_rows * g->wo;
+    p.direct = p.images == 1 && g->kh == 1 && g->kw == 1 && g->sh == 1 && g->sw == 1 && g->ph == 0 && g->pw == 0;
+    return p;
+}
+
+static tile tile_at(const tg_conv_geom *g, const tile_plan *p, int64_t t)
+{
+    tile tl;
+    tl.n0 = t / p->bands * p->images;
+    tl.images = min64(p->images, g->n - tl.n0);
+    tl.oh0 = t % p->bands * p->out_rows;
+    tl.oh1 = min64(g->ho, tl.oh0 + p->out_rows);
+    tl.cols = tl.images * (tl.oh1 - tl.oh0) * g->wo;
+    return tl;
+}
+
+/* Slot layout: col [rows, max_cols], then block [o, max_cols] (tiles of several images). */
+static size_t tile_col_bytes(const tile_plan *p) { return p->direct ? 0 : tg_align64((size_t)(p->rows * p->max_cols) * sizeof(float)); }
+static size_t tile_block_bytes(const tg_conv_geom *g, const tile_plan *p)
+{
+    return p->images > 1 ? tg_align64((size_t)(g->o * p->max_cols) * sizeof(float)) : 0;
+}
+static size_t weight_bytes(const tg_conv_geom *g) { return tg_align64((size_t)(g->o * (g->c / g->groups) * g->kh * g->kw) * sizeof(float)); }
+
+typedef struct tile_ctx {
+    const tg_conv_geom *g;
+    const tile_plan *p;
+    const float *x;      /* [n, c, h, w] */
+    const float *wt;     /* [groups][c / groups * kh * kw][o / groups]: the weights transposed */
+    const float *bias;   /* [o] or NULL */
+    const float *gy;     /* [n, o, ho, wo] */
+    float *y;            /* [n, o, ho, wo] */
+    float *gw_slots;     /* [TG_CONV_SLOTS][gw_stride]: partial weight gradients */
+    int64_t gw_stride;
+    int accumulate;
+    char *scratch;       /* [TG_CONV_SLOTS][slot_bytes] */
+    size_t slot_bytes;
+} tile_ctx;
+
+/* The tile's column matrix: im2col into col, or x itself when direct. */
+static const float *tile_columns(const tile_ctx *c, const tile *tl, float *col, int64_t *ld)
+{
+    const tg_conv_geom *g = c->g;
+    if (c->p->direct) {
+        *ld = c->p->plane;
+        return c->x + tl->n0 * g->c * c->p->plane + tl->oh0 * g->wo;
+    }
+    col_ctx cc = {.g = g, .n0 = tl->n0, .images = tl->images, .oh0 = tl->oh0, .oh1 = tl->oh1, .x = c->x,
+                  .col = col, .cols = tl->cols};
+    im2col_range(&cc, 0, c->p->rows, 0);
+    *ld = tl->cols;
+    return col;
+}
+
+static void forward_tile(const tile_ctx *c, int64_t t, float *col, float *block)
+{
+    const tg_conv_geom *g = c->g;
+    const tile_plan *p = c->p;
+    int64_t cg = g->c / g->groups, og = g->o / g->groups, kg = cg * g->kh * g->kw;
+    tile tl = tile_at(g, p, t);
+    int64_t ldb;
+    const float *b_mat = tile_columns(c, &tl, col, &ldb); /* [rows, ldb] */
+    if (tl.images == 1) {
+        float *y_img = c->y + tl.n0 * g->o * p->plane; /* [o, plane] */
+        float beta = c->accumulate ? 1.0f : 0.0f;
+        if (c->bias) {
+            bias_ctx bc = {.y = y_img, .bias = c->bias, .plane = p->plane, .begin_col = tl.oh0 * g->wo,
+                           .cols = tl.cols, .accumulate = c->accumulate};
+            bias_fill_range(&bc, 0, g->o, 0);
+            beta = 1.0f;
+        }
+        for (int64_t gr = 0; gr < g->groups; gr++)
+            tg_gemm_f32(1, 0, og, tl.cols, kg, c->wt + gr * og * kg, og, b_mat + gr * kg * ldb, ldb, beta,
+                        y_img + gr * og * p->plane + tl.oh0 * g->wo, p->plane);
+        return;
+    }
+    for (int64_t gr = 0; gr < g->groups; gr++)
+        tg_gemm_f32(1, 0, og, tl.cols, kg, c->wt + gr * og * kg, og, b_mat + gr * kg * ldb, ldb, 0.0f,
+                    block + gr * og * tl.cols, tl.cols);
+    block_ctx bc = {.g = g, .n0 = tl.n0, .images = tl.images, .plane = p->plane, .nchw = c->y, .block = block,
+                    .bias = c->bias, .accumulate = c->accumulate};
+    scatter_range(&bc, 0, g->o, 0);
+}
+
+static void forward_slots(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const tile_ctx *c = arg;
+    for (int64_t s = begin; s < end; s++) {
+        float *col = (float *)(c->scratch + (size_t)s * c->slot_bytes);
+        float *block = (float *)((char *)col + tile_col_bytes(c->p));
+        for (int64_t t = c->p->tiles * s / TG_CONV_SLOTS; t < c->p->tiles * (s + 1) / TG_CONV_SLOTS; t++)
+            forward_tile(c, t, col, block);
+    }
+}
+
+/* ---- transposes for the weight gradient's GEMM ---- */
+
+/* dst[j * ldd + i] = (or +=) src[i * lds + j] for i < rows, j < cols. */
+static void transpose_portable(const float *restrict src, int64_t lds, int64_t rows, int64_t cols, float *restrict dst,
+                               int64_t ldd, int accumulate)
+{
+    for (int64_t i0 = 0; i0 < rows; i0 += 16)
+        for (int64_t j0 = 0; j0 < cols; j0 += 16)
+            for (int64_t i = i0; i < min64(rows, i0 + 16); i++)
+                for (int64_t j = j0; j < min64(cols, j0 + 16); j++) {
+                    float v = src[i * lds + j];
+                    dst[j * ldd + i] = accumulate ? dst[j * ldd + i] + v : v;
+                }
+}
+
+/* NOTE: a 16 x 16 block in registers: rows are paired (ps unpack), then quads (pd
+ * unpack), then 128-bit lanes are exchanged twice; output row c = 4k + m comes out of
+ * quad m, lane k. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void transpose_avx512(const float *restrict src, int64_t lds, int64_t rows, int64_t cols, float *restrict dst,
+                             int64_t ldd, int accumulate)
+{
+    int64_t full_rows = rows & ~(int64_t)15, full_cols = cols & ~(int64_t)15;
+    for (int64_t i0 = 0; i0 < full_rows; i0 += 16)
+        for (int64_t j0 = 0; j0 < full_cols; j0 += 16) {
+            __m512 r[16], t[16];
+            for (int i = 0; i < 16; i++) r[i] = _mm512_loadu_ps(src + (i0 + i) * lds + j0);
+            for (int i = 0; i < 8; i++) {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            for (int q = 0; q < 4; q++) {
+                __m512d a = _mm512_castps_pd(t[4 * q]), b = _mm512_castps_pd(t[4 * q + 1]);
+                __m512d c = _mm512_castps_pd(t[4 * q + 2]), d = _mm512_castps_pd(t[4 * q + 3]);
+                r[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
+                r[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
+                r[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
+                r[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
+            }
+            for (int m = 0; m < 4; m++) {
+                __m512 v1 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88), v2 = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xdd);
+                __m512 w1 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88);
+                __m512 w2 = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xdd);
+                t[m] = _mm512_shuffle_f32x4(v1, w1, 0x88);
+                t[4 + m] = _mm512_shuffle_f32x4(v2, w2, 0x88);
+                t[8 + m] = _mm512_shuffle_f32x4(v1, w1, 0xdd);
+                t[12 + m] = _mm512_shuffle_f32x4(v2, w2, 0xdd);
+            }
+            for (int j = 0; j < 16; j++) {
+                float *out = dst + (j0 + j) * ldd + i0;
+                _mm512_storeu_ps(out, accumulate ? _mm512_add_ps(_mm512_loadu_ps(out), t[j]) : t[j]);
+            }
+        }
+    if (full_cols < cols)
+        transpose_portable(src + full_cols, lds, full_rows, cols - full_cols, dst + full_cols * ldd, ldd, accumulate);
+    if (full_rows < rows)
+        transpose_portable(src + full_rows * lds, lds, rows - full_rows, cols, dst + full_rows, ldd, accumulate);
+}
+
+
+void tg_conv_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd,
+                       int accumulate)
+{
+    if (have_avx512()) transpose_avx512(src, lds, rows, cols, dst, ldd, accumulate);
+    else transpose_portable(src, lds, rows, cols, dst, ldd, accumulate);
+}
+
+/* Weight-pass slot layout: col [rows, max_cols], col_t [max_cols, rows], gy_t [max_cols, o]. */
+static size_t weight_slot_bytes(const tg_conv_geom *g, const tile_plan *p)
+{
+    return tile_col_bytes(p) + tg_align64((size_t)(p->rows * p->max_cols) * sizeof(float)) +
+           tg_align64((size_t)(g->o * p->max_cols) * sizeof(float));
+}
+
+/* Adds one tile's weight gradient into the slot's partial gw.
+ * NOTE: the GEMM sums over the tile's pixels, the contiguous dim of both NCHW operands;
+ * both are transposed first (pixel-major), so that the GEMM packs them with plain loads. */
+static void weight_tile(const tile_ctx *c, int64_t t, float *slot, float *gw)
+{
+    const tg_conv_geom *g = c->g;
+    const tile_plan *p = c->p;
+    int64_t cg = g->c / g->groups, og = g->o / g->groups, kg = cg * g->kh * g->kw;
+    tile tl = tile_at(g, p, t);
+    float *col = slot;                                                                   /* [rows, cols] */
+    float *col_t = (float *)((char *)slot + tile_col_bytes(p));                           /* [cols, rows] */
+    float *gy_t = col_t + tg_align64((size_t)(p->rows * p->max_cols) * sizeof(float)) / sizeof(float); /* [cols, o] */
+    int64_t per_image = (tl.oh1 - tl.oh0) * g->wo;
+    for (int64_t i = 0; i < tl.images; i++)
+        tg_conv_transpose(c->gy + (tl.n0 + i) * g->o * p->plane + tl.oh0 * g->wo, p->plane, g->o, per_image,
+                  gy_t + i * per_image * g->o, g->o, 0);
+    int64_t ld_x;
+    const float *x_mat = tile_columns(c, &tl, col, &ld_x); /* [rows, ld_x] */
+    tg_conv_transpose(x_mat, ld_x, p->rows, tl.cols, col_t, p->rows, 0);
+    for (int64_t gr = 0; gr < g->groups; gr++)
+        tg_gemm_f32(1, 0, og, kg, tl.cols, gy_t + gr * og, g->o, col_t + gr * kg, p->rows, 1.0f,
+                    gw + gr * og * kg, kg);
+}
+
+static void weight_slots(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const tile_ctx *c = arg;
+    size_t gw_floats = (size_t)(c->g->o * (c->g->c / c->g->groups) * c->g->kh * c->g->kw);
+    for (int64_t s = begin; s < end; s++) {
+        float *slot = (float *)(c->scratch + (size_t)s * c->slot_bytes);
+        float *gw = c->gw_slots + s * c->gw_stride;
+        memset(gw, 0, gw_floats * sizeof(float));
+        for (int64_t t = c->p->tiles * s / TG_CONV_SLOTS; t < c->p->tiles * (s + 1) / TG_CONV_SLOTS; t++)
+            weight_tile(c, t, slot, gw);
+    }
+}
+
+typedef struct sum_ctx {
+    const float *parts;  /* [TG_CONV_SLOTS][stride] */
+    float *dst;          /* [count] */
+    int64_t stride;
+} sum_ctx;
+
+/* NOTE: dst += ((part 0 + part 1) + part 2) + ...: the slots' order, whatever the threads. */
+static void sum_slots_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const sum_ctx *c = arg;
+    for (int64_t i = begin; i < end; i++) {
+        float s = c->parts[i];
+        for (int k = 1; k < TG_CONV_SLOTS; k++) s += c->parts[k * c->stride + i];
+        c->dst[i] += s;
+    }
+}
+
+/* ---- the data gradient of a stride-1 conv as a forward conv of gy ---- */
+
+/* For stride 1, gx = conv(gy, w flipped in space with in/out channels swapped) with
+ * padding d * (k - 1) - p: fills t with that conv; 0 when it does not apply. */
+static int data_as_conv(const tg_conv_geom *g, tg_conv_geom *t)
+{
+    if (g->sh != 1 || g->sw != 1) return 0;
+    *t = (tg_conv_geom){.n = g->n, .c = g->o, .h = g->ho, .w = g->wo, .o = g->c, .ho = g->h, .wo = g->w,
+                        .kh = g->kh, .kw = g->kw, .sh = 1, .sw = 1, .ph = g->dh * (g->kh - 1) - g->ph,
+                        .pw = g->dw * (g->kw - 1) - g->pw, .dh = g->dh, .dw = g->dw, .groups = g->groups};
+    if (t->ph < 0 || t->pw < 0) return 0;
+    if (t->h + 2 * t->ph - t->dh * (t->kh - 1) != t->ho || t->w + 2 * t->pw - t->dw * (t->kw - 1) != t->wo) return 0;
+    /* NOTE: t's GEMMs have m = c / groups rows: with few input channels (a stem) the
+     * micro-kernel's 14-row tiles would run mostly empty, and col2im is cheaper. */
+    return g->c / g->groups >= TG_CONV_DATA_CONV_MIN_CHANNELS && tiled(t) && !tg_conv_is_depthwise(t);
+}
+
+typedef struct transpose_ctx {
+    const tg_conv_geom *g;
+    const float *w;   /* [o, c / groups, kh, kw] */
+    float *wt;        /* see transpose_range */
+    int flip;
+} transpose_ctx;
+
+/* NOTE: the tiled GEMMs take the weights as a transposed A, [groups][kg][og], whose
+ * packing is one contiguous load per k (a non-transposed A packs with gathers).
+ * flip == 0: wt[gr][ci * taps + k][oi] = w[gr * og + oi][ci][k], the conv's own weights;
+ * flip == 1: wt[gr][oi * taps + k][ci] = w[gr * og + oi][ci][taps - 1 - k], the weights
+ * of the data-gradient conv (data_as_conv). One item per (group, oi). */
+static void transpose_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const transpose_ctx *f = arg;
+    const tg_conv_geom *g = f->g;
+    int64_t cg = g->c / g->groups, og = g->o / g->groups, taps = g->kh * g->kw, kg = cg * taps;
+    for (int64_t item = begin; item < end; item++) {
+        int64_t gr = item / og, oi = item % og;
+        const float *src = f->w + item * kg;   /* [cg, taps] */
+        float *wt = f->wt + gr * og * kg;      /* this group's block */
+        if (f->flip) {
+            for (int64_t ci = 0; ci < cg; ci++)
+                for (int64_t k = 0; k < taps; k++) wt[(oi * taps + k) * cg + ci] = src[ci * taps + taps - 1 - k];
+        } else {
+            for (int64_t r = 0; r < kg; r++) wt[r * og + oi] = src[r];
+        }
+    }
+}
+
+static void transpose_weights(const tg_conv_geom *g, const float *w, float *wt, int flip)
+{
+    transpose_ctx f = {.g = g, .w = w, .wt = wt, .flip = flip};
+    tg_parallel_for(g->o, 16, transpose_range, &f);
+}
+
+/* y = conv(x, w) + bias (or +=) on the tiled path, with wt the transposed weights. */
+static void tiled_forward(const tg_conv_geom *g, const float *x, const float *wt, const float *bias, float *y,
+                          int accumulate, void *scratch)
+{
+    tile_plan p = make_tile_plan(g);
+    tile_ctx c = {.g = g, .p = &p, .x = x, .wt = wt, .bias = bias, .y = y, .accumulate = accumulate,
+                  .scratch = scratch, .slot_bytes = tile_col_bytes(&p) + tile_block_bytes(g, &p)};
+    tg_parallel_for(TG_CONV_SLOTS, 1, forward_slots, &c);
+}
+
+/* ---- the engine ---- */
+
+static size_t tiled_forward_scratch(const tg_conv_geom *g)
+{
+    tile_plan p = make_tile_plan(g);
+    return weight_bytes(g) + TG_CONV_SLOTS * (tile_col_bytes(&p) + tile_block_bytes(g, &p));
+}
+
+size_t tg_conv_forward_scratch(const tg_conv_geom *g)
+{
+    if (tg_conv_is_depthwise(g)) return tg_conv_depthwise_forward_scratch(g);
+    if (tiled(g)) return tiled_forward_scratch(g);
+    conv_plan p = make_plan(g);
+    return col_bytes(&p) + block_bytes(g, &p);
+}
+
+size_t tg_conv_backward_scratch(const tg_conv_geom *g)
+{
+    if (tg_conv_is_depthwise(g)) return tg_conv_depthwise_backward_scratch(g);
+    conv_plan p = make_plan(g);
+    /* NOTE: the weight pass and then the data pass reuse the same scratch. */
+    size_t shared = col_bytes(&p) + block_bytes(g, &p);
+    tile_plan p_w = make_tile_plan(g);
+    size_t weight = tiled(g) ? TG_CONV_SLOTS * (weight_bytes(g) + weight_slot_bytes(g, &p_w)) : shared;
+    tg_conv_geom t;
+    size_t data = data_as_conv(g, &t) ? tiled_forward_scratch(&t) : shared;
+    return weight > data ? weight : data;
+}
+
+void tg_conv_forward(const tg_conv_geom *g, const float *x, const float *w, const float *bias,
+                     float *y, int accumulate, void *scratch)
+{
+    if (g->n == 0 || g->o == 0 || g->ho == 0 || g->wo == 0) return;
+    if (tg_conv_is_depthwise(g)) {
+        tg_conv_depthwise_forward(g, x, w, bias, y, accumulate, scratch);
+        return;
+    }
+    if (!tiled(g)) {
+        shared_forward(g, x, w, bias, y, accumulate, scratch);
+        return;
+    }
+    float *wt = scratch; /* [groups][c / groups * kh * kw][o / groups] */
+    transpose_weights(g, w, wt, 0);
+    tiled_forward(g, x, wt, bias, y, accumulate, (char *)scratch + weight_bytes(g));
+}
+
+void tg_conv_backward(const tg_conv_geom *g, const float *x, const float *w, const float *gy,
+                      float *gx, float *gw, void *scratch)
+{
+    if (g->n == 0 || g->o == 0 || g->ho == 0 || g->wo == 0 || (!gx && !gw)) return;
+    if (tg_conv_is_depthwise(g)) {
+        tg_conv_depthwise_backward(g, x, w, gy, gx, gw, scratch);
+        return;
+    }
+    tg_conv_geom t;
+    int weight_tiled = gw && tiled(g), data_conv = gx && data_as_conv(g, &t);
+    if ((gw && !weight_tiled) || (gx && !data_conv))
+        shared_backward(g, x, w, gy, data_conv ? NULL : gx, weight_tiled ? NULL : gw, scratch);
+    if (weight_tiled) {
+        tile_plan p = make_tile_plan(g);
+        float *parts = scratch;  /* [TG_CONV_SLOTS][o, c / groups * kh * kw], slots weight_bytes apart */
+        int64_t stride = (int64_t)(weight_bytes(g) / sizeof(float));
+        tile_ctx c = {.g = g, .p = &p, .x = x, .gy = gy, .gw_slots = parts, .gw_stride = stride,
+                      .scratch = (char *)scratch + TG_CONV_SLOTS * weight_bytes(g),
+                      .slot_bytes = weight_slot_bytes(g, &p)};
+        tg_parallel_for(TG_CONV_SLOTS, 1, weight_slots, &c);
+        sum_ctx sc = {.parts = parts, .dst = gw, .stride = stride};
+        tg_parallel_for(g->o * (g->c / g->groups) * g->kh * g->kw, 4096, sum_slots_range, &sc);
+    }
+    if (data_conv) {
+        float *wt = scratch;  /* [groups][o / groups * kh * kw][c / groups]: t's transposed weights */
+        transpose_weights(g, w, wt, 1);
+        tiled_forward(&t, gy, wt, NULL, gx, 1, (char *)scratch + weight_bytes(g));
     }
 }
 

@@ -37,6 +37,11 @@ void tg_conv_backward(const tg_conv_geom *g, const float *x, const float *w, con
 /* gb[o] += sum over n, oh, ow of gy[n, o, oh, ow]; deterministic (one thread per o). */
 void tg_conv_bias_grad(int64_t n, int64_t o, int64_t plane, const float *gy, float *gb);
 
+/* dst[j * ldd + i] = src[i * lds + j] (or += when accumulate) for i < rows, j < cols
+ * (AVX-512 16 x 16 blocks where the CPU has them). */
+void tg_conv_transpose(const float *src, int64_t lds, int64_t rows, int64_t cols, float *dst, int64_t ldd,
+                       int accumulate);
+
 /* ---- direct depthwise kernels (conv_depthwise.c): groups == c, o a multiple of c ---- */
 
 int tg_conv_is_depthwise(const tg_conv_geom *g);

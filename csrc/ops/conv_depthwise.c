@@ -9,7 +9,9 @@
  * buffer, weight) applied to a list of jobs (16-wide output vectors); the AVX-512 engine
  * runs 8 jobs at once so that 8 independent FMA chains hide the latency.
  * NOTE: work is cut into TG_DW_SLOTS fixed slots, each with its own scratch and a fixed
- * set of planes, so results never depend on the thread count. */
+ * set of planes, so results never depend on the thread count.
+ * Channel counts that are a multiple of 16 (o == c) on AVX-512 CPUs take the
+ * channel-blocked path further down instead (16 channels in one vector). */
 #include <string.h>
 
 #include <immintrin.h>
@@ -91,16 +93,6 @@ static size_t data_slot_floats(const tg_conv_geom *g)
                     tg_align64((size_t)((g->h + 1) * l.row_stride) * sizeof(float))) / sizeof(float);
 }
 
-size_t tg_conv_depthwise_forward_scratch(const tg_conv_geom *g)
-{
-    return TG_DW_SLOTS * forward_slot_floats(g) * sizeof(float);
-}
-
-size_t tg_conv_depthwise_backward_scratch(const tg_conv_geom *g)
-{
-    size_t a = forward_slot_floats(g), b = data_slot_floats(g);
-    return TG_DW_SLOTS * (a > b ? a : b) * sizeof(float);
-}
 
 /* dst[t] = src[stride * t] for t < count (the strided middle of a phase row). */
 static inline __attribute__((always_inline)) void gather_strided(float *restrict dst, const float *restrict src,
@@ -279,6 +271,273 @@ static int forward_taps(const tg_conv_geom *g, const dw_layout *l, int64_t *off)
         if (n_jobs) { BODY; }                                                           \
     } while (0)
 
+/* ---- the channel-blocked path: 16 channels in one vector ----
+ * For o == c with c a multiple of 16 on AVX-512 CPUs. Each block of 16 channels of one
+ * image is transposed (tg_conv_transpose) to [pixel][16] with a zero border, so every tap
+ * of every output pixel is one aligned FMA whatever the plane's size: small planes (7x7,
+ * 14x14), where the plane-wise kernels above spend their time on edges and per-plane
+ * set-up, run at full vector width. The results are transposed back. */
+
+#define TG_DWB_SLOTS 4
+#define TG_DWB_MAX_PLANE 4096   /* largest input plane (h * w) of the blocked path */
+
+typedef struct dwb_layout {
+    int64_t hp, wp;      /* padded input block [hp][wp][16] */
+    int64_t in_plane;    /* h * w */
+    int64_t out_plane;   /* ho * wo */
+    int64_t big_plane;   /* max of the two */
+    int gather;          /* data gradient as a stride-1 conv of padded gy (else a scatter) */
+    tg_conv_geom dg;     /* that conv: output [h, w], stride 1 */
+    int64_t gp_top, gp_left, gp_rows, gp_cols; /* its padded gy block [gp_rows][gp_cols][16] */
+} dwb_layout;
+
+static dwb_layout blocked_layout(const tg_conv_geom *g)
+{
+    dwb_layout l;
+    l.hp = max64(g->h + 2 * g->ph, (g->ho - 1) * g->sh + (g->kh - 1) * g->dh + 1);
+    l.wp = max64(g->w + 2 * g->pw, (g->wo - 1) * g->sw + (g->kw - 1) * g->dw + 1);
+    l.in_plane = g->h * g->w;
+    l.out_plane = g->ho * g->wo;
+    l.big_plane = max64(l.in_plane, l.out_plane);
+    l.gp_top = g->dh * (g->kh - 1) - g->ph;
+    l.gp_left = g->dw * (g->kw - 1) - g->pw;
+    l.gp_rows = g->h + g->dh * (g->kh - 1);
+    l.gp_cols = g->w + g->dw * (g->kw - 1);
+    l.gather = g->sh == 1 && g->sw == 1 && l.gp_top >= 0 && l.gp_left >= 0 && l.gp_rows == l.gp_top + g->ho + g->ph &&
+               l.gp_cols == l.gp_left + g->wo + g->pw;
+    l.dg = (tg_conv_geom){.n = g->n, .c = g->c, .h = g->ho, .w = g->wo, .o = g->c, .ho = g->h, .wo = g->w,
+                          .kh = g->kh, .kw = g->kw, .sh = 1, .sw = 1, .dh = g->dh, .dw = g->dw, .groups = g->c};
+    return l;
+}
+
+/* NOTE: on large planes (112 x 112) the plane-wise kernels measure faster: their rows are
+ * long vectors already and the blocked path's transposes cost more than they save. */
+static int blocked(const tg_conv_geom *g)
+{
+    return have_avx512() && g->o == g->c && g->c % 16 == 0 && g->h * g->w <= TG_DWB_MAX_PLANE;
+}
+
+/* Slot: two padded blocks (input; gy or gx), then two [big_plane][16] buffers. */
+static size_t blocked_padded_floats(const dwb_layout *l)
+{
+    int64_t cells = max64(l->hp * l->wp, l->gp_rows * l->gp_cols);
+    return (size_t)tg_align64((size_t)(cells * 16) * sizeof(float)) / sizeof(float);
+}
+static size_t blocked_plane_floats(const dwb_layout *l) { return (size_t)tg_align64((size_t)(l->big_plane * 16) * sizeof(float)) / sizeof(float); }
+static size_t blocked_slot_floats(const tg_conv_geom *g)
+{
+    dwb_layout l = blocked_layout(g);
+    return 2 * blocked_padded_floats(&l) + 2 * blocked_plane_floats(&l);
+}
+
+/* dst [prows][pcols][16] = the 16 planes src [16][rows * cols] (stride rows * cols) placed at
+ * (top, left), zero elsewhere; t is a [rows * cols][16] temporary.
+ * NOTE: vector stores, not memset / memcpy: the border pieces are one or two vectors. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void blocked_load(const float *src, int64_t rows, int64_t cols, int64_t top, int64_t left, int64_t prows,
+                         int64_t pcols, float *t, float *dst)
+{
+    tg_conv_transpose(src, rows * cols, 16, rows * cols, t, 16, 0);
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t r = 0; r < prows; r++) {
+        float *d = dst + r * pcols * 16;
+        int64_t sr = r - top;
+        if (sr < 0 || sr >= rows) {
+            for (int64_t q = 0; q < pcols; q++) _mm512_storeu_ps(d + q * 16, zero);
+            continue;
+        }
+        const float *s = t + sr * cols * 16;
+        for (int64_t q = 0; q < left; q++) _mm512_storeu_ps(d + q * 16, zero);
+        for (int64_t q = 0; q < cols; q++) _mm512_storeu_ps(d + (left + q) * 16, _mm512_loadu_ps(s + q * 16));
+        for (int64_t q = left + cols; q < pcols; q++) _mm512_storeu_ps(d + q * 16, zero);
+    }
+}
+
+/* y [out_plane][16] = bias + sum over taps of wv[tap] * xp at the tap. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void blocked_forward_kernel(const tg_conv_geom *g, int64_t wp, const float *xp, const float *wv,
+                                   const float *bias16, float *y)
+{
+    const int64_t taps = g->kh * g->kw, step = g->sw * 16;
+    __m512 b = bias16 ? _mm512_loadu_ps(bias16) : _mm512_setzero_ps();
+    for (int64_t oh = 0; oh < g->ho; oh++) {
+        const float *row = xp + oh * g->sh * wp * 16;
+        float *out = y + oh * g->wo * 16;
+        int64_t ow = 0;
+        for (; ow + 8 <= g->wo; ow += 8) {
+            __m512 a0 = b, a1 = b, a2 = b, a3 = b, a4 = b, a5 = b, a6 = b, a7 = b;
+            for (int64_t t = 0; t < taps; t++) {
+                int64_t ki = t / g->kw, kj = t % g->kw;
+                const float *s = row + (ki * g->dh * wp + ow * g->sw + kj * g->dw) * 16;
+                __m512 wt = _mm512_loadu_ps(wv + t * 16);
+                a0 = _mm512_fmadd_ps(_mm512_loadu_ps(s), wt, a0);
+                a1 = _mm512_fmadd_ps(_mm512_loadu_ps(s + step), wt, a1);
+                a2 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 2 * step), wt, a2);
+                a3 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 3 * step), wt, a3);
+                a4 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 4 * step), wt, a4);
+                a5 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 5 * step), wt, a5);
+                a6 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 6 * step), wt, a6);
+                a7 = _mm512_fmadd_ps(_mm512_loadu_ps(s + 7 * step), wt, a7);
+            }
+            float *o = out + ow * 16;
+            _mm512_storeu_ps(o, a0);
+            _mm512_storeu_ps(o + 16, a1);
+            _mm512_storeu_ps(o + 32, a2);
+            _mm512_storeu_ps(o + 48, a3);
+            _mm512_storeu_ps(o + 64, a4);
+            _mm512_storeu_ps(o + 80, a5);
+            _mm512_storeu_ps(o + 96, a6);
+            _mm512_storeu_ps(o + 112, a7);
+        }
+        for (; ow < g->wo; ow++) {
+            __m512 a = b;
+            for (int64_t t = 0; t < taps; t++) {
+                int64_t ki = t / g->kw, kj = t % g->kw;
+                const float *s = row + (ki * g->dh * wp + ow * g->sw + kj * g->dw) * 16;
+                a = _mm512_fmadd_ps(_mm512_loadu_ps(s), _mm512_loadu_ps(wv + t * 16), a);
+            }
+            _mm512_storeu_ps(out + ow * 16, a);
+        }
+    }
+}
+
+/* gxp [hp][wp][16] += the data adjoint of gy [out_plane][16] (scatter, tap by tap: within
+ * one tap no two outputs touch the same element). */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void blocked_data_kernel(const tg_conv_geom *g, const dwb_layout *l, const float *gy, const float *wv,
+                                float *gxp)
+{
+    for (int64_t t = 0; t < g->kh * g->kw; t++) {
+        int64_t ki = t / g->kw, kj = t % g->kw;
+        __m512 wt = _mm512_loadu_ps(wv + t * 16);
+        for (int64_t oh = 0; oh < g->ho; oh++) {
+            float *d = gxp + ((oh * g->sh + ki * g->dh) * l->wp + kj * g->dw) * 16;
+            const float *s = gy + oh * g->wo * 16;
+            for (int64_t ow = 0; ow < g->wo; ow++) {
+                float *p = d + ow * g->sw * 16;
+                _mm512_storeu_ps(p, _mm512_fmadd_ps(_mm512_loadu_ps(s + ow * 16), wt, _mm512_loadu_ps(p)));
+            }
+        }
+    }
+}
+
+/* acc[tap][16] += sum over outputs of gy * xp at the tap, an output row at a time (its
+ * input rows stay in L1), four chains per tap and row summed in a fixed order. */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma")))
+static void blocked_weight_kernel(const tg_conv_geom *g, const dwb_layout *l, const float *xp, const float *gy,
+                                  float *acc)
+{
+    const int64_t step = g->sw * 16;
+    for (int64_t oh = 0; oh < g->ho; oh++) {
+        const float *d = gy + oh * g->wo * 16;
+        for (int64_t t = 0; t < g->kh * g->kw; t++) {
+            int64_t ki = t / g->kw, kj = t % g->kw;
+            const float *s = xp + ((oh * g->sh + ki * g->dh) * l->wp + kj * g->dw) * 16;
+            __m512 c0 = _mm512_setzero_ps(), c1 = c0, c2 = c0, c3 = c0;
+            int64_t ow = 0;
+            for (; ow + 4 <= g->wo; ow += 4) {
+                c0 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16), _mm512_loadu_ps(s + ow * step), c0);
+                c1 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16 + 16), _mm512_loadu_ps(s + (ow + 1) * step), c1);
+                c2 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16 + 32), _mm512_loadu_ps(s + (ow + 2) * step), c2);
+                c3 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16 + 48), _mm512_loadu_ps(s + (ow + 3) * step), c3);
+            }
+            for (; ow < g->wo; ow++)
+                c0 = _mm512_fmadd_ps(_mm512_loadu_ps(d + ow * 16), _mm512_loadu_ps(s + ow * step), c0);
+            __m512 sum = _mm512_add_ps(_mm512_add_ps(c0, c1), _mm512_add_ps(c2, c3));
+            _mm512_storeu_ps(acc + t * 16, _mm512_add_ps(_mm512_loadu_ps(acc + t * 16), sum));
+        }
+    }
+}
+
+typedef struct dwb_ctx {
+    const tg_conv_geom *g;
+    const float *x, *w, *bias, *gy;  /* x [n, c, h, w]; w [c, 1, kh, kw]; bias [c]; gy [n, c, ho, wo] */
+    float *y, *gx, *gw;              /* y [n, c, ho, wo]; gx [n, c, h, w]; gw [c, 1, kh, kw] */
+    int accumulate;
+    float *scratch;                  /* [TG_DWB_SLOTS][slot_floats] */
+    size_t slot_floats;
+    int64_t items;
+} dwb_ctx;
+
+/* wv[tap][lane] = w[(c0 + lane) * taps + tap]. */
+static void blocked_weights(const tg_conv_geom *g, const float *w, int64_t c0, float *wv)
+{
+    int64_t taps = g->kh * g->kw;
+    for (int64_t t = 0; t < taps; t++)
+        for (int64_t lane = 0; lane < 16; lane++) wv[t * 16 + lane] = w[(c0 + lane) * taps + t];
+}
+
+/* One item: image n, channels [16 * cb, 16 * cb + 16). */
+static void blocked_forward_slots(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const dwb_ctx *c = arg;
+    const tg_conv_geom *g = c->g;
+    dwb_layout l = blocked_layout(g);
+    float wv[TG_DW_MAX_TAPS * 16];
+    for (int64_t s = begin; s < end; s++) {
+        float *xp = c->scratch + (size_t)s * c->slot_floats;  /* [hp][wp][16] */
+        float *t0 = xp + 2 * blocked_padded_floats(&l);        /* [big_plane][16] */
+        for (int64_t item = c->items * s / TG_DWB_SLOTS; item < c->items * (s + 1) / TG_DWB_SLOTS; item++) {
+            int64_t n = item / (g->c / 16), c0 = item % (g->c / 16) * 16;
+            blocked_weights(g, c->w, c0, wv);
+            blocked_load(c->x + (n * g->c + c0) * l.in_plane, g->h, g->w, g->ph, g->pw, l.hp, l.wp, t0, xp);
+            blocked_forward_kernel(g, l.wp, xp, wv, c->bias ? c->bias + c0 : NULL, t0);
+            tg_conv_transpose(t0, 16, l.out_plane, 16, c->y + (n * g->c + c0) * l.out_plane, l.out_plane, c->accumulate);
+        }
+    }
+}
+
+/* One item: channels [16 * cb, 16 * cb + 16) of every image, images in order. */
+static void blocked_backward_slots(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    (void)thread_index;
+    const dwb_ctx *c = arg;
+    const tg_conv_geom *g = c->g;
+    dwb_layout l = blocked_layout(g);
+    int64_t taps = g->kh * g->kw;
+    float wv[TG_DW_MAX_TAPS * 16], wf[TG_DW_MAX_TAPS * 16], acc[TG_DW_MAX_TAPS * 16];
+    for (int64_t s = begin; s < end; s++) {
+        float *xp = c->scratch + (size_t)s * c->slot_floats;   /* [hp][wp][16] */
+        float *gp = xp + blocked_padded_floats(&l);             /* padded gy, or the scatter's gx [hp][wp][16] */
+        float *t0 = gp + blocked_padded_floats(&l);             /* [big_plane][16] */
+        float *t1 = t0 + blocked_plane_floats(&l);              /* [big_plane][16] */
+        for (int64_t cb = c->items * s / TG_DWB_SLOTS; cb < c->items * (s + 1) / TG_DWB_SLOTS; cb++) {
+            int64_t c0 = cb * 16;
+            if (c->gx) {
+                blocked_weights(g, c->w, c0, wv);
+                for (int64_t t = 0; t < taps; t++) memcpy(wf + t * 16, wv + (taps - 1 - t) * 16, 16 * sizeof(float));
+            }
+            memset(acc, 0, (size_t)(taps * 16) * sizeof(float));
+            for (int64_t n = 0; n < g->n; n++) {
+                const float *gy = c->gy + (n * g->c + c0) * l.out_plane; /* [16][out_plane] */
+                if (c->gw) {
+                    blocked_load(c->x + (n * g->c + c0) * l.in_plane, g->h, g->w, g->ph, g->pw, l.hp, l.wp, t0, xp);
+                    tg_conv_transpose(gy, l.out_plane, 16, l.out_plane, t1, 16, 0);
+                    blocked_weight_kernel(g, &l, xp, t1, acc);
+                }
+                if (!c->gx) continue;
+                float *gx = c->gx + (n * g->c + c0) * l.in_plane; /* [16][in_plane] */
+                if (l.gather) {
+                    blocked_load(gy, g->ho, g->wo, l.gp_top, l.gp_left, l.gp_rows, l.gp_cols, t1, gp);
+                    blocked_forward_kernel(&l.dg, l.gp_cols, gp, wf, NULL, t0);
+                } else {
+                    if (!c->gw) tg_conv_transpose(gy, l.out_plane, 16, l.out_plane, t1, 16, 0);
+                    memset(gp, 0, (size_t)(l.hp * l.wp * 16) * sizeof(float));
+                    blocked_data_kernel(g, &l, t1, wv, gp);
+                    for (int64_t ih = 0; ih < g->h; ih++)
+                        memcpy(t0 + ih * g->w * 16, gp + ((ih + g->ph) * l.wp + g->pw) * 16,
+                               (size_t)(g->w * 16) * sizeof(float));
+                }
+                tg_conv_transpose(t0, 16, l.in_plane, 16, gx, l.in_plane, 1);
+            }
+            if (c->gw)
+                for (int64_t lane = 0; lane < 16; lane++)
+                    for (int64_t t = 0; t < taps; t++) c->gw[(c0 + lane) * taps + t] += acc[t * 16 + lane];
+        }
+    }
+}
+
 /* ---- forward ---- */
 
 typedef struct dw_ctx {
@@ -321,9 +580,28 @@ static void forward_slots(void *arg, int64_t begin, int64_t end, int thread_inde
     }
 }
 
+size_t tg_conv_depthwise_forward_scratch(const tg_conv_geom *g)
+{
+    if (blocked(g)) return TG_DWB_SLOTS * blocked_slot_floats(g) * sizeof(float);
+    return TG_DW_SLOTS * forward_slot_floats(g) * sizeof(float);
+}
+
+size_t tg_conv_depthwise_backward_scratch(const tg_conv_geom *g)
+{
+    if (blocked(g)) return TG_DWB_SLOTS * blocked_slot_floats(g) * sizeof(float);
+    size_t a = forward_slot_floats(g), b = data_slot_floats(g);
+    return TG_DW_SLOTS * (a > b ? a : b) * sizeof(float);
+}
+
 void tg_conv_depthwise_forward(const tg_conv_geom *g, const float *x, const float *w, const float *bias,
                                float *y, int accumulate, void *scratch)
 {
+    if (blocked(g)) {
+        dwb_ctx c = {.g = g, .x = x, .w = w, .bias = bias, .y = y, .accumulate = accumulate, .scratch = scratch,
+                     .slot_floats = blocked_slot_floats(g), .items = g->n * (g->c / 16)};
+        tg_parallel_for(TG_DWB_SLOTS, 1, blocked_forward_slots, &c);
+        return;
+    }
     dw_ctx c = {.g = g, .x = x, .w = w, .bias = bias, .y = y, .accumulate = accumulate,
                 .scratch = scratch, .slot_floats = forward_slot_floats(g)};
     tg_parallel_for(TG_DW_SLOTS, 1, forward_slots, &c);
@@ -473,6 +751,12 @@ static void weight_slots(void *arg, int64_t begin, int64_t end, int thread_index
 void tg_conv_depthwise_backward(const tg_conv_geom *g, const float *x, const float *w, const float *gy,
                                 float *gx, float *gw, void *scratch)
 {
+    if (blocked(g)) {
+        dwb_ctx c = {.g = g, .x = x, .w = w, .gy = gy, .gx = gx, .gw = gw, .scratch = scratch,
+                     .slot_floats = blocked_slot_floats(g), .items = g->c / 16};
+        tg_parallel_for(TG_DWB_SLOTS, 1, blocked_backward_slots, &c);
+        return;
+    }
     size_t a = forward_slot_floats(g), b = data_slot_floats(g);
     dw_ctx c = {.g = g, .x = x, .w = w, .gy = gy, .gx = gx, .gw = gw,
                 .scratch = scratch, .slot_floats = a > b ? a : b};
