@@ -13,6 +13,7 @@ SECTIONS = {
     "data": ["data"],
     "train": ["train"],
     "fashion": ["fashion"],
+    "predict": ["predict"],
 }
 
 
