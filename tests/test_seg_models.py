@@ -140,6 +140,19 @@ def test_matches_pytorch(config):
 def test_unet_se_parameter_count():
     model = M.create("unet_se", num_classes=2, in_channels=11, input_size=64)
     assert model.parameter_count() == 31_289_310
+    breakdown = model.parameter_breakdown()
+    assert sum(breakdown.values()) == 31_289_310 and list(breakdown)[0] == "enc1" and list(breakdown)[-1] == "outc"
+
+    def level(cin, cout, se):   # two 3x3 convs without bias, two BatchNorms, SE squeezing by 16
+        hidden = cout // 16
+        return 9 * cin * cout + 9 * cout * cout + 4 * cout + (2 * cout * hidden + hidden + cout if se else 0)
+
+    assert breakdown["enc1"] == level(11, 64, True) == 44_036
+    assert breakdown["bottleneck"] == level(512, 1024, True)
+    assert breakdown["dec1"] == 4 * 1024 * 512 + 512 + level(1024, 512, True)    # 2x2 transposed conv + level
+    assert breakdown["dec4"] == 4 * 128 * 64 + 64 + level(128, 64, False)
+    assert breakdown["head"] == 9 * 64 * 64 + 2 * 64 and breakdown["outc"] == 64 * 2 + 2
+    assert model.parameter_breakdown(2)["dec1.se"] == 2 * 512 * 32 + 32 + 512
     # the classic U-Net (milesial/Pytorch-UNet, transposed convs) with 3 inputs and 1 class
     assert M.create("unet", num_classes=1, in_channels=3, input_size=64).parameter_count() == 31_037_633
 

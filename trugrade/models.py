@@ -138,6 +138,16 @@ class Model:
     def parameter_count(self):
         return self._c.parameter_count()
 
+    def parameter_breakdown(self, depth=1):
+        """{name prefix: parameter count} over the first `depth` parts of the parameter
+        names ("enc1", "bottleneck", "dec1.se" ...), in model order; buffers (BatchNorm
+        running statistics, loss weights) are not parameters. Sums to parameter_count()."""
+        out, tensors = {}, self._c.tensors()
+        for name in self._c.requires_grad():
+            prefix = ".".join(name.split(".")[:depth])
+            out[prefix] = out.get(prefix, 0) + int(np.prod(tensors[name].numpy().shape))
+        return out
+
     def memory(self, batch=0, training=True):
         """Planned bytes of one step at this batch size, known before running it."""
         return self._c.memory(batch=batch, training=training)
