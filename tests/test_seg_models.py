@@ -7,8 +7,10 @@ torch on the batch and loaded back (both directions of state_dict transfer), the
   relative for most, 2e-4 for fpn-resnet50 whose BN statistics come from 8 values);
 - loss_and_grads in eval mode (running statistics) and training mode (batch statistics)
   against torch float64: the loss to rtol 1e-4 and EVERY parameter's gradient to
-  1e-4 of that gradient's own scale (max |float64 gradient| of the tensor), measured
-  1e-6..2e-5; a test below checks that this bound catches a gradient off by 0.1%.
+  1e-4 of that gradient's own scale (max |float64 gradient| of the tensor), or 4x torch
+  float32's own error of that tensor where that is larger (only DeepLabV3+'s ASPP tensors,
+  where torch float32 is 1.3e-4 from float64); measured 1e-6..3e-5 for U-Net and FPN;
+  the test checks that its bound catches the largest gradient off by 0.1%.
   NOTE: with the models' own BatchNorm biases (0), a few pre-activations sit within float32
   rounding of zero and which ReLU flips there is luck: torch float32 itself is then 1e-7..3e-2
   away from float64 (relative L2), so no tight bound holds. The gradient comparison therefore
@@ -62,13 +64,12 @@ def _grads(module):
 
 
 def _gradient_errors(ours, reference):
-    """{name: max |ours - reference| / max |reference|} per parameter (0 where both are 0)."""
-    errors = {}
-    for name, ref in reference.items():
-        scale = np.abs(ref).max()
-        diff = np.abs(np.asarray(ours[name], np.float64) - ref).max()
-        errors[name] = diff / scale if scale > 0 else diff
-    return errors
+    """{name: max |ours - reference| / scale} per parameter, scale = max |reference| of the
+    tensor, floored at 1e-4 of the largest over all tensors (a gradient that is 0 in exact
+    arithmetic, e.g. a BatchNorm bias followed by conv and BatchNorm, is compared absolutely)."""
+    floor = 1e-4 * max(np.abs(g).max() for g in reference.values())
+    return {name: np.abs(np.asarray(ours[name], np.float64) - ref).max() / max(np.abs(ref).max(), floor)
+            for name, ref in reference.items()}
 
 
 def _calibrate(reference, xt):
@@ -118,23 +119,28 @@ def test_matches_pytorch(config):
     model.load_state_dict({k: v.numpy() for k, v in reference.state_dict().items()}, strict=False)
     reference64 = copy.deepcopy(reference).double()
     for train in (False, True):
-        reference64.train(train)
-        reference64.zero_grad()
-        value = _torch_loss(reference64(xt.double()), yt, loss, class_weights)
-        value.backward()
-        expected_grads = {k: p.grad.numpy() for k, p in reference64.named_parameters()}
+        grads = {}
+        for tag, module, dtype in (("f32", reference, torch.float32), ("f64", reference64, torch.float64)):
+            module.train(train)
+            module.zero_grad()
+            value = _torch_loss(module(xt.to(dtype)), yt, loss, class_weights)
+            value.backward()
+            grads[tag] = {k: p.grad.double().numpy() for k, p in module.named_parameters()}
         got_loss = model._c.step(x, y, train=train)
         got_grads = {k: v.numpy() for k, v in model._c.tensors(grads=True).items()}
         np.testing.assert_allclose(got_loss, value.item(), rtol=1e-4)
-        errors = _gradient_errors(got_grads, expected_grads)
-        worst = max(errors, key=errors.get)
-        print(f"{config[0]} {'train' if train else 'eval'}: worst gradient error {errors[worst]:.1e} ({worst}), "
-              f"median {np.median(list(errors.values())):.1e}")
-        assert errors[worst] <= GRAD_RTOL, (train, worst, errors[worst])
-        # the bound has teeth: one tensor's gradient 0.1% off fails it
-        name = max(expected_grads, key=lambda k: np.abs(expected_grads[k]).max())
+        errors = _gradient_errors(got_grads, grads["f64"])
+        # NOTE: torch float32's own error of a tensor raises its bound above GRAD_RTOL only where
+        # float32 itself cannot do better (DeepLabV3+'s ASPP: torch float32 1.3e-4 from float64)
+        bounds = {k: max(GRAD_RTOL, 4 * e) for k, e in _gradient_errors(grads["f32"], grads["f64"]).items()}
+        worst = max(errors, key=lambda k: errors[k] / bounds[k])
+        print(f"{config[0]} {'train' if train else 'eval'}: worst gradient error {errors[worst]:.1e} ({worst}, bound "
+              f"{bounds[worst]:.1e}), median {np.median(list(errors.values())):.1e}")
+        assert errors[worst] <= bounds[worst], (train, worst, errors[worst], bounds[worst])
+        # the bound has teeth: the largest gradient 0.1% off fails it
+        name = max(grads["f64"], key=lambda k: np.abs(grads["f64"][k]).max())
         wrong = dict(got_grads, **{name: got_grads[name] * 1.001})
-        assert _gradient_errors(wrong, expected_grads)[name] > GRAD_RTOL
+        assert _gradient_errors(wrong, grads["f64"])[name] > bounds[name]
 
 
 def test_unet_se_parameter_count():
