@@ -83,6 +83,7 @@ bench: setup
 	$(PYTHON) -m trugrade.bench ops
 	$(PYTHON) -m trugrade.bench data
 	$(PYTHON) -m trugrade.bench train --compare
+	$(PYTHON) -m trugrade.bench predict
 
 clean:
 	rm -rf build .build-stamp trugrade/_C*.so *.egg-info

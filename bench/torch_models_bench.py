@@ -1,21 +1,28 @@
 """PyTorch twins of the zoo architectures the training benchmarks time (bench/torch_train.py,
-bench/torch_fashion.py). resnet18 and efficientnet_b0 come from tests/torch_models.py (the
-plain-torch.nn rebuilds of torchvision the model tests check trugrade against), imported by
-path; smallcnn and fashioncnn are written here after csrc/models/small.c. Not part of the
-product: trugrade never imports this."""
+bench/torch_fashion.py, bench/torch_predict.py). resnet18 and efficientnet_b0 come from
+tests/torch_models.py (the plain-torch.nn rebuilds of torchvision the model tests check
+trugrade against), unet and unet_se from tests/torch_seg_models.py (the U-Net the
+segmentation parity tests load trugrade's weights into), both imported by path; smallcnn
+and fashioncnn are written here after csrc/models/small.c. Not part of the product:
+trugrade never imports this."""
 import importlib.util
 from pathlib import Path
 
 from torch import nn
 
-_TESTS = Path(__file__).resolve().parents[1] / "tests" / "torch_models.py"
+_TESTS = Path(__file__).resolve().parents[1] / "tests"
+SEGMENTATION = ("unet", "unet_se")
 
 
-def _test_models():
-    spec = importlib.util.spec_from_file_location("trugrade_bench_torch_models", _TESTS)
+def _load(filename):
+    spec = importlib.util.spec_from_file_location(f"trugrade_bench_{filename[:-3]}", _TESTS / filename)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _test_models():
+    return _load("torch_models.py")
 
 
 def smallcnn(num_classes=10, in_channels=1, input_size=28):
@@ -51,10 +58,12 @@ def build(arch, num_classes, in_channels, input_size):
         return smallcnn(num_classes, in_channels, input_size)
     if arch == "fashioncnn":
         return fashioncnn(num_classes, in_channels, input_size)
+    if arch in SEGMENTATION:  # trugrade's defaults: transposed-conv upsampling; dropout 0.2 for unet_se only
+        return _load("torch_seg_models.py").UNet(in_channels, num_classes, se=arch == "unet_se")
     zoo = _test_models()
     if arch.startswith("resnet"):  # trugrade's small_input auto: 3x3 stride-1 stem without max-pool up to 64 px
         return zoo.BUILDERS[arch](num_classes=num_classes, in_channels=in_channels, small_input=input_size <= 64)
     if arch in zoo.BUILDERS:
         return zoo.BUILDERS[arch](num_classes=num_classes, in_channels=in_channels)
     raise SystemExit(f"bench/torch_models_bench.py: no PyTorch twin for '{arch}'; twins: smallcnn, fashioncnn, "
-                     f"{', '.join(sorted(zoo.BUILDERS))}")
+                     f"{', '.join(sorted(zoo.BUILDERS))}, {', '.join(SEGMENTATION)}")

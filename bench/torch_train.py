@@ -6,7 +6,9 @@ model and batches, OPENBLAS settings from trugrade.bench.common.run_torch's envi
 
   torch_train.py ARCH IN_CHANNELS SIZE BATCH STEPS [--classes 10] [--bf16]
 
-The data is batch * steps random images held in memory (float32, as on the trugrade side).
+The data is batch * steps random images held in memory (float32, as on the trugrade side),
+with random class labels, or random per-pixel masks (N, SIZE, SIZE) for the segmentation
+architectures (unet, unet_se: per-pixel cross-entropy).
 The first step (batch 0, timed on its own: lazy allocations and kernel set-up) runs before
 the timed epoch of `steps` batches. Prints one JSON line: images_per_second, step_seconds,
 first_step_seconds, peak_rss_mb (ru_maxrss of this process, which runs one measurement)."""
@@ -41,7 +43,9 @@ def main():
     rng = np.random.default_rng(0)
     n = args.batch * args.steps
     images = torch.from_numpy(rng.standard_normal((n, args.in_channels, args.size, args.size), dtype=np.float32))
-    labels = torch.from_numpy(rng.integers(0, args.classes, n, dtype=np.int64))
+    segmentation = args.arch in torch_models_bench.SEGMENTATION
+    labels = torch.from_numpy(rng.integers(0, args.classes, (n, args.size, args.size) if segmentation else n,
+                                           dtype=np.int64))
     model = torch_models_bench.build(args.arch, args.classes, args.in_channels, args.size)
     model = model.to(memory_format=torch.channels_last).train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)

@@ -62,12 +62,46 @@ def _torch_twins():
     return module
 
 
-@pytest.mark.parametrize("arch,channels,size", [("smallcnn", 1, 28), ("fashioncnn", 1, 28), ("resnet18", 3, 32),
-                                                ("resnet18", 3, 224), ("efficientnet_b0", 3, 224)])
-def test_torch_twins_match_the_zoo(arch, channels, size):
-    twin = _torch_twins().build(arch, 10, channels, size)
-    ours = models.create(arch, num_classes=10, in_channels=channels, input_size=size)
+@pytest.mark.parametrize("arch,channels,size,classes", [
+    ("smallcnn", 1, 28, 10), ("fashioncnn", 1, 28, 10), ("resnet18", 3, 32, 10), ("resnet18", 3, 224, 10),
+    ("efficientnet_b0", 3, 224, 10), ("unet_se", 11, 256, 2), ("unet", 3, 64, 3)])
+def test_torch_twins_match_the_zoo(arch, channels, size, classes):
+    twin = _torch_twins().build(arch, classes, channels, size)
+    ours = models.create(arch, num_classes=classes, in_channels=channels, input_size=size)
     assert sum(p.numel() for p in twin.parameters()) == ours.parameter_count()
+    if arch in ("unet", "unet_se"):  # the same names and shapes: trugrade's weights load into the twin strictly
+        twin.load_state_dict({k: _torch().from_numpy(v.copy()) for k, v in ours.state_dict().items()})
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+def test_compare_set_has_the_unet_se_row_and_takes_one_configuration():
+    parser = bench_main.argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    bench_train.add_arguments(parser)
+    standard = bench_train.compare_set(parser.parse_args(["--compare"]))
+    assert ("unet_se", 11, 256, 4, 2, 2, False) in standard
+    assert [row[:4] for row in standard if row[0] != "unet_se"] == [row[:4] for row in bench_train.STANDARD]
+    one = bench_train.compare_set(parser.parse_args(["--arch", "unet_se", "--in-channels", "11", "--size", "256",
+                                                     "--batch", "4", "--classes", "2", "--compare"]))
+    assert one == [("unet_se", 11, 256, 4, 3, 2, False)]
+
+
+def test_train_section_times_a_segmentation_model_on_masks():
+    result = bench_train.measure("unet", 3, 32, 2, 1, classes=3)
+    assert result["images_per_second"] > 0 and result["peak_rss_mb"] > 0 and result["loss"] > 0
+
+
+def test_predict_section_both_sides_agree():
+    _torch()
+    proc = _bench("predict", "--arch", "unet", "--in-channels", "3", "--classes", "3", "--size", "32", "--tiles", "1",
+                  "--predict-batch", "1", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["trugrade"]["tile_seconds"] > 0 and result["torch"]["tile_seconds"] > 0
+    assert result["torch"]["max_prob_difference"] < 1e-4   # the same weights give the same probability maps
 
 
 def test_torch_train_twin_runs():

@@ -30,4 +30,4 @@ def test_segmentation_notebook_runs(monkeypatch):
                    resources={"metadata": {"path": str(NOTEBOOKS)}}).execute()
     outputs = "".join(o.get("text", "") for cell in notebook.cells if cell.cell_type == "code"
                       for o in cell.get("outputs", []))
-    assert "test debris IoU:" in outputs and "threshold" in outputs
+    assert "test debris IoU:" in outputs and "threshold" in outputs and "band means measured" in outputs

@@ -1,5 +1,6 @@
 """seg_loss.c beyond the PyTorch comparisons of tests/opcases/seg_loss.py: bit-identical
-results at 1 and 2 threads, and softmax_focal_loss with gamma 0 equals cross_entropy."""
+results at 1 and 2 threads, focal alpha as per-class factors, and softmax_focal_loss with
+gamma 0 equals cross_entropy."""
 import numpy as np
 
 import trugrade
@@ -23,12 +24,21 @@ def test_bit_identical_at_1_and_2_threads():
         lambda: (ops.softmax_focal_loss(x, t, w),),
         lambda: (ops.softmax_focal_loss(x, t, reduction=0),),
         lambda: ops.softmax_focal_loss.backward(x, t, w, grad_output=np.float32(1.0), gamma=1.5),
+        lambda: ops.softmax_focal_loss.backward(x, t, grad_output=np.float32(1.0), alpha=0.25),
         lambda: (ops.scale(x, factor=0.4), ops.scale.backward(x, grad_output=x, factor=0.4)[0]),
     ]
     for fn in cases:
         one, two = _at_threads(1, fn), _at_threads(2, fn)
         for a, b in zip(one, two):
             assert a.tobytes() == b.tobytes()
+
+
+def test_alpha_weighs_foreground_by_alpha_and_background_by_its_complement():
+    x, t = randn(2, 3, 9, 7, seed=5), randint(3, 2, 9, 7, seed=6)
+    w = np.array([0.75, 0.25, 0.25], np.float32)   # alpha 0.25: class 0 gets 0.75, the others 0.25
+    np.testing.assert_allclose(ops.softmax_focal_loss(x, t, alpha=0.25), ops.softmax_focal_loss(x, t, w), rtol=1e-6)
+    np.testing.assert_allclose(ops.softmax_focal_loss(x, t, w, alpha=0.5), ops.softmax_focal_loss(x, t, w * 0.5),
+                               rtol=1e-6)
 
 
 def test_gamma0_is_cross_entropy():

@@ -59,6 +59,20 @@ def test_precision_recall_curve_and_threshold():
     threshold, f1 = S.best_f1_threshold(prob, positive, thresholds)
     assert f1 == pytest.approx(curve["f1"].max())
     assert 0.35 < threshold < 0.65   # between the two class means
+    # the chooser against a brute-force numpy search over the same thresholds (lowest on ties)
+    brute = []
+    for t in thresholds:
+        pred = prob >= t
+        tp, fp, fn = np.sum(pred & positive), np.sum(pred & ~positive), np.sum(~pred & positive)
+        brute.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    assert threshold == thresholds[int(np.argmax(brute))] and f1 == pytest.approx(max(brute), rel=1e-12)
+    # unsorted, repeated probabilities and a threshold grid that does not hit them
+    prob = np.round(rng.random(300), 1)
+    positive = rng.random(300) < prob
+    grid = rng.random(17)
+    curve = S.precision_recall_curve(prob, positive, grid)
+    for i, t in enumerate(grid):
+        assert curve["tp"][i] == np.sum((prob >= t) & positive) and curve["fp"][i] == np.sum((prob >= t) & ~positive)
 
 
 def test_foreground_probability():

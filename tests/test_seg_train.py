@@ -75,7 +75,8 @@ def seg_config(data, runs, **changes):
         "model": {"arch": "unet", "num_classes": 2, "in_channels": 11, "input_size": 32},
         "data": {"path": data, "format": "seg_folders", "batch_size": 4, "num_workers": 1,
                  "split": {"train": 0.7, "val": 0.15, "test": 0.15},
-                 "augment": [{"name": "hflip", "params": {"p": 0.5}}, {"name": "rotate90", "params": {"p": 0.5}}]},
+                 "augment": [{"name": "hflip", "params": {"p": 0.5}}, {"name": "rotate90", "params": {"p": 0.5}},
+                             {"name": "normalize", "params": {"mean": "auto", "std": "auto"}}]},
         "optim": {"name": "adamw", "lr": 2e-3},
         "train": {"epochs": 2, "seed": 0, "class_weights": "auto",
                   "early_stopping": {"metric": "val_f1", "patience": 5, "mode": "max"}},
@@ -111,11 +112,82 @@ def test_a_segmentation_run_validates_tests_and_reports(seg_run):
     assert os.path.exists(os.path.join(run.dir, "overlays.png")) and os.path.exists(os.path.join(run.dir, "curves.png"))
 
 
+def test_normalize_auto_is_measured_on_the_training_split(seg_run, debris):
+    train_tiles = [np.load(os.path.join(debris, s["path"])).astype(np.float64) for s in scan(
+        debris, split=(0.7, 0.15, 0.15), seed=0).split("train")]
+    pixels = np.concatenate([t.reshape(11, -1) for t in train_tiles], axis=1)
+    step = [a for a in seg_run.config.data.augment if a["name"] == "normalize"][0]["params"]
+    np.testing.assert_allclose(step["mean"], pixels.mean(1), rtol=1e-5)
+    np.testing.assert_allclose(step["std"], pixels.std(1), rtol=1e-5)
+    # the run's config.yaml and its checkpoints keep the numbers (predict and resume use them)
+    from trugrade import config as configlib
+    saved = configlib.load(os.path.join(seg_run.dir, "config.yaml"))
+    assert list([a for a in saved.data.augment if a["name"] == "normalize"][0]["params"]["mean"]) == list(step["mean"])
+    _, meta = load_checkpoint(seg_run.best_checkpoint)
+    assert meta["normalization"]["std"] == list(step["std"])
+
+
+def test_normalize_auto_needs_both_and_lists_need_one_per_channel(debris, tmp_path):
+    from trugrade import config as configlib
+    from trugrade.errors import ConfigError
+    half = seg_config(debris, str(tmp_path))
+    half["data"]["augment"][-1]["params"] = {"mean": "auto", "std": [1.0] * 11}
+    with pytest.raises(ConfigError, match="both auto"):
+        configlib.from_mapping(half)
+    short = seg_config(debris, str(tmp_path))
+    short["data"]["augment"][-1]["params"] = {"mean": [0.0] * 3, "std": [1.0] * 3}
+    with pytest.raises(ConfigError, match="in_channels"):
+        configlib.from_mapping(short)
+
+
+def test_the_shipped_recipe_is_the_described_one():
+    from trugrade import config as configlib
+    from trugrade.train_segmentation import loss_terms
+    cfg = configlib.load(os.path.join(os.path.dirname(__file__), "..", "configs", "marine_debris_unet_se.yaml"))
+    assert (cfg.model.arch, cfg.model.in_channels, cfg.model.num_classes) == ("unet_se", 11, 2)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.weight_decay) == ("adamw", 1e-3, 1e-4)
+    assert (cfg.schedule.name, cfg.schedule.warmup_epochs) == ("warmup_cosine", 10)
+    assert (cfg.data.batch_size, cfg.train.grad_clip_norm, cfg.train.class_weights) == (16, 1.0, "auto")
+    stop = cfg.train.early_stopping
+    assert (stop.metric, stop.patience, stop.mode) == ("val_f1", 15, "max")
+    assert (cfg.checkpoint.best_metric, cfg.checkpoint.best_mode) == ("val_f1", "max")
+    assert dict([a for a in cfg.data.augment if a["name"] == "normalize"][0]["params"]) == {"mean": "auto",
+                                                                                              "std": "auto"}
+    terms, weighted = loss_terms(cfg)
+    assert weighted and {k: terms[k] for k in ("dice", "focal", "wce")} == {"dice": 0.4, "focal": 0.4, "wce": 0.2}
+    assert (terms["gamma"], terms["alpha"], terms["smooth"]) == (cfg.loss.focal_gamma, cfg.loss.focal_alpha,
+                                                                 cfg.loss.dice_smooth)
+
+
+def test_focal_alpha_gamma_and_dice_smooth_reach_the_c_losses(debris, tmp_path):
+    from trugrade import config as configlib
+    from trugrade.train_segmentation import create_model
+    from trugrade.data import scan as scan_folder
+    cfg = configlib.from_mapping(seg_config(debris, str(tmp_path), loss__focal_alpha=0.3, loss__focal_gamma=1.5,
+                                            loss__dice_smooth=0.5))
+    model = create_model(cfg, scan_folder(debris))
+    assert {k: model.options[k] for k in ("loss_dice", "loss_focal", "loss_ce", "focal_alpha", "focal_gamma",
+                                          "dice_smooth")} == pytest.approx(
+        {"loss_dice": 0.4, "loss_focal": 0.4, "loss_ce": 0.2, "focal_alpha": 0.3, "focal_gamma": 1.5,
+         "dice_smooth": 0.5})
+    # and they change the loss: the same weights and batch under other settings give other values
+    images, masks = debris_arrays(2)
+    losses = []
+    for settings in ({"alpha": 0.3, "gamma": 1.5, "smooth": 0.5}, {"alpha": None, "gamma": 1.5, "smooth": 0.5},
+                     {"alpha": 0.3, "gamma": 2.0, "smooth": 0.5}, {"alpha": 0.3, "gamma": 1.5, "smooth": 1.0}):
+        other = tiny_unet(loss={"dice": 0.4, "focal": 0.4, "wce": 0.2, **settings}, class_weights=[0.2, 1.8])
+        losses.append(other.loss_and_grads(images, masks)[0])
+    assert len({round(v, 6) for v in losses}) == 4
+    nulled = configlib.from_mapping(seg_config(debris, str(tmp_path), loss__focal_alpha=None))
+    assert create_model(nulled, scan_folder(debris)).options["focal_alpha"] < 0   # null: no alpha
+
+
 def test_the_loss_section_builds_the_models_loss(debris, tmp_path):
     from trugrade import config as configlib
     from trugrade.train_segmentation import loss_terms
     cfg = configlib.from_mapping(seg_config(debris, str(tmp_path)))
-    assert loss_terms(cfg) == ({"dice": 0.4, "focal": 0.4, "gamma": 2.0, "wce": 0.2}, True)
+    assert loss_terms(cfg) == ({"dice": 0.4, "focal": 0.4, "gamma": 2.0, "alpha": 0.25, "smooth": 1.0, "wce": 0.2},
+                               True)
     plain = configlib.from_mapping(seg_config(debris, str(tmp_path), loss__name="cross_entropy", loss__weights={},
                                               train__class_weights=None))
     assert loss_terms(plain) == ({"ce": 1.0}, True)

@@ -296,18 +296,23 @@ def dice_loss(logits, target, smooth=1.0):
     return 1 - ((2 * inter + smooth) / (p.sum(dims) + onehot.sum(dims) + smooth)).mean()
 
 
-def softmax_focal_loss(logits, target, gamma=2.0):
+def softmax_focal_loss(logits, target, gamma=2.0, alpha=None):
+    """mean of -a_y (1 - p_y)^gamma log p_y; a_y = alpha for y != 0, 1 - alpha for y = 0 (None: 1)."""
     log_p = torch.log_softmax(logits, 1).gather(1, target.unsqueeze(1)).squeeze(1)
-    return (-((1 - log_p.exp()) ** gamma) * log_p).mean()
+    loss = -((1 - log_p.exp()) ** gamma) * log_p
+    if alpha is not None:
+        loss = loss * torch.where(target == 0, 1.0 - alpha, alpha).to(loss.dtype)
+    return loss.mean()
 
 
-def combined_loss(logits, target, ce=1.0, dice=0.0, focal=0.0, gamma=2.0, class_weights=None):
-    """ce * cross_entropy(weight=class_weights) + dice * dice_loss + focal * softmax_focal_loss."""
+def combined_loss(logits, target, ce=1.0, dice=0.0, focal=0.0, gamma=2.0, class_weights=None, alpha=None,
+                  smooth=1.0):
+    """ce * cross_entropy(weight=class_weights) + dice * dice_loss(smooth) + focal * softmax_focal_loss(gamma, alpha)."""
     loss = 0
     if ce:
         loss = loss + ce * F.cross_entropy(logits, target, weight=class_weights)
     if dice:
-        loss = loss + dice * dice_loss(logits, target)
+        loss = loss + dice * dice_loss(logits, target, smooth)
     if focal:
-        loss = loss + focal * softmax_focal_loss(logits, target, gamma)
+        loss = loss + focal * softmax_focal_loss(logits, target, gamma, alpha)
     return loss

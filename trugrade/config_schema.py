@@ -451,10 +451,14 @@ AUGMENTATIONS = {  # name -> (Section of params, doc); see AUGMENT_EVERY_SPLIT
                                "p": _p()}), "blur with a random sigma"),
     "random_erasing": (Section({"scale": Field(RANGE_PAIR, [0.02, 0.33], "[min, max] fraction of the area erased"),
                                 "p": _p()}), "erase a random rectangle"),
-    "normalize": (Section({"mean": Field(ListOf(Float(), min_length=1), REQUIRED, "mean per channel"),
-                           "std": Field(ListOf(Float(0.0, None, lo_open=True), min_length=1), REQUIRED,
-                                        "standard deviation per channel")}),
-                  "subtract mean and divide by std per channel (after scaling pixels to [0, 1])"),
+    "normalize": (Section({"mean": Field(OneOf(Str(choices=("auto",)), ListOf(Float(), min_length=1)), REQUIRED,
+                                         "mean per channel, or auto (measured on the training split)"),
+                           "std": Field(OneOf(Str(choices=("auto",)), ListOf(Float(0.0, None, lo_open=True),
+                                                                            min_length=1)), REQUIRED,
+                                        "standard deviation per channel, or auto (with mean: auto)")}),
+                  "subtract mean and divide by std per channel (after scaling pixels to [0, 1]); mean and std "
+                  "auto: measured per channel on the training split when training starts, and written into the "
+                  "run's config.yaml and checkpoints"),
 }
 
 # NOTE: the deterministic transforms also run on validation and test images (a model trained on
@@ -669,11 +673,16 @@ def _rule_class_weights(cfg):
 
 
 def _rule_normalize_channels(cfg):
-    """data.augment normalize: one mean and std per input channel."""
+    """data.augment normalize: one mean and std per input channel, or both auto."""
     channels = cfg["model"]["in_channels"]
     for i, aug in enumerate(cfg["data"]["augment"]):
         if aug["name"] == "normalize":
+            if (aug["params"]["mean"] == "auto") != (aug["params"]["std"] == "auto"):
+                yield f"data.augment[{i}].params", "not an allowed value: mean and std are both auto or both lists"
+                continue
             for key in ("mean", "std"):
+                if aug["params"][key] == "auto":
+                    continue
                 if len(aug["params"][key]) != channels:
                     yield f"data.augment[{i}].params.{key}", (
                         f"out of range: {len(aug['params'][key])} values for model.in_channels {channels}")

@@ -138,6 +138,16 @@ class Model:
     def parameter_count(self):
         return self._c.parameter_count()
 
+    def parameter_breakdown(self, depth=1):
+        """{name prefix: parameter count} over the first `depth` parts of the parameter
+        names ("enc1", "bottleneck", "dec1.se" ...), in model order; buffers (BatchNorm
+        running statistics, loss weights) are not parameters. Sums to parameter_count()."""
+        out, tensors = {}, self._c.tensors()
+        for name in self._c.requires_grad():
+            prefix = ".".join(name.split(".")[:depth])
+            out[prefix] = out.get(prefix, 0) + int(np.prod(tensors[name].numpy().shape))
+        return out
+
     def memory(self, batch=0, training=True):
         """Planned bytes of one step at this batch size, known before running it."""
         return self._c.memory(batch=batch, training=training)
@@ -155,6 +165,7 @@ def _batch(x):
 
 _UPSAMPLE_MODES = {"transpose": 0, "bilinear": 1}
 _LOSS_TERMS = {"ce": "loss_ce", "wce": "loss_ce", "dice": "loss_dice", "focal": "loss_focal"}
+_LOSS_SETTINGS = {"gamma": "focal_gamma", "alpha": "focal_alpha", "smooth": "dice_smooth"}
 
 
 def create(name, loss=None, class_weights=None, upsample="transpose", **options):
@@ -165,19 +176,24 @@ def create(name, loss=None, class_weights=None, upsample="transpose", **options)
     max-pool; -1: when input_size <= 64), drop_path (EfficientNet stochastic depth,
     training only; -1: 0.2), seed; for segmentation also
     encoder (deeplabv3plus, fpn), upsample ("transpose" or "bilinear", unet/unet_se),
-    loss: {"dice": w, "focal": w, "wce" (or "ce"): w, "gamma": focal gamma (default 2)}, the
-    weighted sum of dice_loss, softmax_focal_loss and cross_entropy (default: cross-entropy
-    alone), and class_weights: one per class for the cross-entropy term."""
+    loss: {"dice": w, "focal": w, "wce" (or "ce"): w, "gamma": focal gamma (default 2),
+    "alpha": focal alpha (the foreground classes' factor, 1 - alpha for class 0; None or
+    absent: no alpha), "smooth": dice smoothing (default 1)}, the weighted sum of dice_loss,
+    softmax_focal_loss and cross_entropy (default: cross-entropy alone), and class_weights:
+    one per class for the cross-entropy term."""
     if upsample not in _UPSAMPLE_MODES:
         raise TrugradeValueError(f"upsample must be one of {sorted(_UPSAMPLE_MODES)}, got {upsample!r}")
     options["upsample"] = _UPSAMPLE_MODES[upsample]
     if loss is not None:
         loss = dict(loss)
-        unknown = sorted(set(loss) - set(_LOSS_TERMS) - {"gamma"})
+        unknown = sorted(set(loss) - set(_LOSS_TERMS) - set(_LOSS_SETTINGS))
         if unknown or ("ce" in loss and "wce" in loss):
-            raise TrugradeValueError(f"loss takes the terms dice, focal, wce (or ce) and gamma, got {sorted(loss)}")
-        if "gamma" in loss:
-            options["focal_gamma"] = float(loss.pop("gamma"))
+            raise TrugradeValueError(f"loss takes the terms dice, focal, wce (or ce) and the settings gamma, alpha "
+                                     f"and smooth, got {sorted(loss)}")
+        for key, option in _LOSS_SETTINGS.items():
+            value = loss.pop(key, None)
+            if value is not None:
+                options[option] = float(value)
         options.update(loss_ce=0.0, loss_dice=0.0, loss_focal=0.0)
         for term, weight in loss.items():
             options[_LOSS_TERMS[term]] = float(weight)

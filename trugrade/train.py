@@ -217,6 +217,52 @@ def augment_entries(cfg, training):
     return entries
 
 
+AUTO_NORMALIZE_IMAGES = 2000
+
+
+def resolve_normalization(cfg):
+    """cfg with a normalize step's mean and std "auto" replaced by the per-channel mean and
+    standard deviation of the training split's images (all pixels, scaled by the image type's
+    range as normalize scales them: uint8 / 255, uint16 / 65535, float as stored; at most
+    AUTO_NORMALIZE_IMAGES images, evenly spaced), 6 significant digits; cfg itself when no
+    step says auto. NOTE: the numbers then stand in the run's config.yaml, checkpoints and
+    registry entries, so prediction and resume use the same ones."""
+    steps = [i for i, item in enumerate(cfg.data.augment)
+             if item["name"] == "normalize" and item["params"]["mean"] == "auto"]
+    if not steps:
+        return cfg
+    if data_format(cfg) == "idx":
+        raise ConfigError("data.augment normalize: mean/std auto needs an image dataset (folders or a manifest); "
+                          "for IDX files give the numbers")
+    from . import data as datalib
+    split = cfg.data.split
+    dataset = datalib.scan(cfg.data.path, split=(split.train, split.val, split.test), seed=cfg.data.seed)
+    samples = dataset.split("train")
+    if not samples:
+        raise ConfigError(f"data.augment normalize: mean/std auto found no training images in {cfg.data.path}")
+    samples = [samples[i] for i in np.unique(np.linspace(0, len(samples) - 1, AUTO_NORMALIZE_IMAGES).astype(int))]
+    channels = cfg.model.in_channels
+    total, sums, squares = 0, np.zeros(channels), np.zeros(channels)
+    for sample in samples:
+        image = datalib.read_image(os.path.join(dataset.root, sample["path"]))
+        scale = {np.dtype(np.uint8): 255.0, np.dtype(np.uint16): 65535.0}.get(image.dtype, 1.0)
+        pixels = image.reshape(image.shape[0], -1).astype(np.float64) / scale   # [C, H * W]
+        if pixels.shape[0] != channels:
+            raise ConfigError(f"data.augment normalize auto: {sample['path']} has {pixels.shape[0]} channels but "
+                              f"model.in_channels is {channels}")
+        total += pixels.shape[1]
+        sums += pixels.sum(1)
+        squares += (pixels * pixels).sum(1)
+    mean = sums / total
+    std = np.sqrt(np.maximum(squares / total - mean * mean, 0.0))
+    std = np.maximum(std, 1e-6 * np.maximum(np.abs(mean), 1.0))   # a constant channel: no division by 0
+    data = cfg.to_dict()
+    for i in steps:
+        data["data"]["augment"][i]["params"] = {"mean": [float(f"{v:.6g}") for v in mean],
+                                                "std": [float(f"{v:.6g}") for v in std]}
+    return configlib.from_mapping(data, origin=cfg.data.path)
+
+
 def normalization(cfg):
     """(mean, std) per channel from the config's normalize step (scaled to [0, 1]), else (0, 1)."""
     for item in cfg.data.augment:
@@ -443,14 +489,14 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
     if resume:
         folder = _find_run(resume, "runs" if config is None else _resolve(config, overrides, preset).run.dir)
         saved = configlib.load(os.path.join(folder, "config.yaml"))
-        cfg = saved if config is None and not overrides else _resolve(
-            config if config is not None else os.path.join(folder, "config.yaml"), overrides, preset)
+        cfg = saved if config is None and not overrides else resolve_normalization(_resolve(
+            config if config is not None else os.path.join(folder, "config.yaml"), overrides, preset))
         if _comparable(cfg) != _comparable(saved) and not allow_config_change:
             raise ConfigError(f"resume {folder}: the config differs from the run's own config.yaml (beyond "
                               f"{', '.join(RESUMABLE_CHANGES)}); pass allow_config_change=True (--allow-config-change) "
                               "to resume anyway")
     else:
-        cfg = _resolve(config, overrides, preset)
+        cfg = resolve_normalization(_resolve(config, overrides, preset))
         folder = _run_folder(cfg, name)
     os.makedirs(os.path.join(folder, "checkpoints"), exist_ok=True)
     configlib.save_resolved(cfg, os.path.join(folder, "config.yaml"))

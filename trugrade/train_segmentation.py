@@ -8,14 +8,13 @@ early stopping and resume are train.py's own and shared with classification.
   the same draws); val/test are decoded once to arrays (float32 images normalised, int64
   masks (N, H, W)) with the evaluation transforms.
 - model: the config's loss (loss.name combined -> weights {dice, focal, wce, cross_entropy};
-  cross_entropy; focal; dice) and train.class_weights (a list, or "auto": inverse pixel
-  frequency of the training masks) for the cross-entropy term.
+  cross_entropy; focal; dice) with loss.focal_gamma, loss.focal_alpha (the foreground
+  classes' factor, 1 - alpha for class 0; null: none) and loss.dice_smooth passed to the
+  C losses, and train.class_weights (a list, or "auto": inverse pixel frequency of the
+  training masks) for the cross-entropy term.
 - metrics: val_loss, val_iou and val_f1 (the foreground class's for 2 classes, the class
   mean otherwise), val_miou, val_mdice, val_pixel_accuracy, val_precision, val_recall and
-  val_iou_<class> per class.
-
-Not here: loss.focal_alpha and loss.dice_smooth are not read (the C focal loss has no
-alpha term; the dice loss smooths by 1, the schema's default)."""
+  val_iou_<class> per class."""
 import os
 
 import numpy as np
@@ -104,22 +103,24 @@ def training_masks(dataset):
 
 
 def loss_terms(cfg):
-    """The model's loss terms {"dice", "focal", "wce" | "ce", "gamma"} from the config's loss section,
-    and whether the cross-entropy term takes the class weights."""
+    """The model's loss terms {"dice", "focal", "wce" | "ce"} and settings {"gamma", "alpha"
+    (focal), "smooth" (dice)} from the config's loss section, and whether the cross-entropy
+    term takes the class weights."""
     loss = cfg.loss
-    gamma = {"gamma": float(loss.focal_gamma)}
+    focal = {"gamma": float(loss.focal_gamma), "alpha": None if loss.focal_alpha is None else float(loss.focal_alpha)}
+    dice = {"smooth": float(loss.dice_smooth)}
     if loss.name == "cross_entropy":
         return {"ce": 1.0}, True
     if loss.name == "focal":
-        return {"focal": 1.0, **gamma}, False
+        return {"focal": 1.0, **focal}, False
     if loss.name == "dice":
-        return {"dice": 1.0}, False
+        return {"dice": 1.0, **dice}, False
     weights = dict(loss.weights.to_dict() if hasattr(loss.weights, "to_dict") else loss.weights)
     ce, wce = float(weights.get("cross_entropy", 0.0)), float(weights.get("wce", 0.0))
     if ce > 0 and wce > 0:
         raise UnsupportedError("loss.weights: the model has one cross-entropy term; give cross_entropy (unweighted) "
                                "or wce (with train.class_weights), not both")
-    terms = {"dice": float(weights.get("dice", 0.0)), "focal": float(weights.get("focal", 0.0)), **gamma}
+    terms = {"dice": float(weights.get("dice", 0.0)), "focal": float(weights.get("focal", 0.0)), **focal, **dice}
     if wce > 0:
         terms["wce"] = wce
     elif ce > 0:

@@ -27,9 +27,10 @@ typedef struct tg_model_options {
     /* segmentation architectures */
     char encoder[16];      /* deeplabv3plus, fpn: resnet18, resnet34 or resnet50; "": resnet34 */
     int upsample;          /* unet, unet_se: a tg_model_upsample */
-    /* the loss: loss_ce * cross_entropy(class_weights) + loss_dice * dice_loss
-     * + loss_focal * softmax_focal_loss(gamma = focal_gamma); default 1, 0, 0 (plain cross-entropy) */
-    double loss_ce, loss_dice, loss_focal, focal_gamma;
+    /* the loss: loss_ce * cross_entropy(class_weights) + loss_dice * dice_loss(smooth = dice_smooth)
+     * + loss_focal * softmax_focal_loss(gamma = focal_gamma, alpha = focal_alpha); default 1, 0, 0
+     * (plain cross-entropy), gamma 2, alpha -1 (none), smooth 1 */
+    double loss_ce, loss_dice, loss_focal, focal_gamma, focal_alpha, dice_smooth;
     int64_t n_class_weights;                           /* 0: none; else num_classes */
     float class_weights[TG_MODEL_MAX_CLASS_WEIGHTS];   /* cross-entropy weights, buffer "loss.class_weight" */
 } tg_model_options;

@@ -47,6 +47,8 @@ void tg_model_options_default(tg_model_options *options)
     options->loss_dice = 0.0;
     options->loss_focal = 0.0;
     options->focal_gamma = 2.0;
+    options->focal_alpha = -1.0;
+    options->dice_smooth = 1.0;
     options->n_class_weights = 0;
 }
 
@@ -58,6 +60,11 @@ static tg_status check_loss_options(const char *arch, const tg_model_options *o)
                         arch, o->loss_ce, o->loss_dice, o->loss_focal);
     if (!(o->focal_gamma >= 0.0))
         return tg_error(TG_STATUS_VALUE, "%s: focal gamma must be >= 0, got %g", arch, o->focal_gamma);
+    if (!(o->focal_alpha <= 1.0))
+        return tg_error(TG_STATUS_VALUE, "%s: focal alpha must be in [0, 1] (the foreground classes' weight) or "
+                        "negative for none, got %g", arch, o->focal_alpha);
+    if (!(o->dice_smooth >= 0.0))
+        return tg_error(TG_STATUS_VALUE, "%s: dice smooth must be >= 0, got %g", arch, o->dice_smooth);
     if (o->n_class_weights != 0 && o->n_class_weights != o->num_classes)
         return tg_error(TG_STATUS_VALUE, "%s: class_weights needs one weight per class (%lld), got %lld", arch,
                         (long long)o->num_classes, (long long)o->n_class_weights);
@@ -80,8 +87,8 @@ static tg_node_id add_loss_term(tg_builder *b, tg_node_id sum, tg_node_id term, 
     return sum < 0 ? term : tg_build_binary(b, "add", sum, term);
 }
 
-/* NOTE: the class weights weight the cross-entropy term only; dice and focal are
- * unweighted, so 0.4 dice + 0.4 focal + 0.2 wCE is the usual imbalance recipe. The
+/* NOTE: the class weights weight the cross-entropy term only; dice is unweighted and
+ * focal has its own alpha (foreground alpha, background 1 - alpha), so 0.4 dice + 0.4 focal + 0.2 wCE is the usual imbalance recipe. The
  * weights are the buffer "loss.class_weight" (saved and loaded with the model). */
 static tg_node_id build_loss(tg_builder *b, tg_model *model, const tg_model_options *o)
 {
@@ -101,13 +108,16 @@ static tg_node_id build_loss(tg_builder *b, tg_model *model, const tg_model_opti
         tg_node_id in[3] = {model->output, model->target, weight};
         loss = add_loss_term(b, loss, tg_build_op(b, "cross_entropy", in, 3, 0, NULL, NULL), o->loss_ce);
     }
-    if (o->loss_dice > 0.0)
-        loss = add_loss_term(b, loss, tg_build_binary(b, "dice_loss", model->output, model->target), o->loss_dice);
-    if (o->loss_focal > 0.0) {
-        static const char *const keys[] = {"gamma"};
+    if (o->loss_dice > 0.0) {
+        static const char *const keys[] = {"smooth"};
         tg_node_id in[2] = {model->output, model->target};
-        loss = add_loss_term(b, loss, tg_build_op(b, "softmax_focal_loss", in, 2, 1, keys, &o->focal_gamma),
-                             o->loss_focal);
+        loss = add_loss_term(b, loss, tg_build_op(b, "dice_loss", in, 2, 1, keys, &o->dice_smooth), o->loss_dice);
+    }
+    if (o->loss_focal > 0.0) {
+        static const char *const keys[] = {"gamma", "alpha"};
+        const double values[2] = {o->focal_gamma, o->focal_alpha < 0.0 ? -1.0 : o->focal_alpha};
+        tg_node_id in[2] = {model->output, model->target};
+        loss = add_loss_term(b, loss, tg_build_op(b, "softmax_focal_loss", in, 2, 2, keys, values), o->loss_focal);
     }
     return loss;
 }

@@ -4,10 +4,13 @@
  * of one term of a weighted sum of losses).
  *
  * softmax_focal_loss per pixel with target y != ignore_index, p = softmax(x)_y:
- *     loss = -w_y (1 - p)^gamma log p          (w_y = weight[y], or 1 without weight)
+ *     loss = -a_y w_y (1 - p)^gamma log p      (w_y = weight[y], or 1 without weight)
+ * with the focal alpha a_y = alpha for a foreground class (y != 0) and 1 - alpha for the
+ * background class 0 (the RetinaNet / torchvision sigmoid_focal_loss convention, class 0
+ * being "negative"), or a_y = 1 when alpha < 0 (the default: no alpha).
  * reduction 0 none ([N, *], 0 at ignored pixels), 1 mean, 2 sum.
  * NOTE: the mean divides by the number of pixels that are not ignored, NOT by the
- * summed class weights as cross_entropy does: the weights act as focal alpha_t
+ * summed class weights as cross_entropy does: the weights act like alpha_t
  * factors (kornia / segmentation_models_pytorch's FocalLoss convention), so
  * weighting the rare class raises the loss instead of being normalised away.
  * gamma = 0 without weights is exactly cross_entropy.
@@ -38,12 +41,14 @@ typedef struct softmax_focal_loss_attrs {
     double gamma;
     int64_t ignore_index;
     int64_t reduction;
+    double alpha;          /* < 0: none */
 } softmax_focal_loss_attrs;
 
 static const tg_attr_spec softmax_focal_loss_attr_specs[] = {
     {"gamma", TG_ATTR_KIND_FLOAT, offsetof(softmax_focal_loss_attrs, gamma), 2.0, 0},
     {"ignore_index", TG_ATTR_KIND_INT, offsetof(softmax_focal_loss_attrs, ignore_index), -100, 0},
     {"reduction", TG_ATTR_KIND_INT, offsetof(softmax_focal_loss_attrs, reduction), SEG_LOSS_REDUCTION_MEAN, 0},
+    {"alpha", TG_ATTR_KIND_FLOAT, offsetof(softmax_focal_loss_attrs, alpha), -1.0, 0},
 };
 
 static const char *const softmax_focal_loss_inputs[] = {"input", "target", "?weight", NULL};
@@ -94,6 +99,9 @@ static tg_status softmax_focal_loss_infer(const tg_tensor *const *in, int n_in, 
                         (long long)a->reduction);
     if (!(a->gamma >= 0.0) || !isfinite(a->gamma))
         return tg_error(TG_STATUS_VALUE, "softmax_focal_loss: gamma must be a finite number >= 0, got %g", a->gamma);
+    if (!(a->alpha <= 1.0))
+        return tg_error(TG_STATUS_VALUE, "softmax_focal_loss: alpha must be in [0, 1] (the foreground classes' weight), "
+                        "or negative for none; got %g", a->alpha);
     /* aux: lse [N * S] floats, then the mean's denominator (one double) */
     sizes->aux_bytes = tg_align64((size_t)(l.batch * l.pixels) * sizeof(float)) + 64;
     sizes->scratch_forward = tg_align64(2 * (size_t)l.units * sizeof(double)); /* loss, count partials [units] each */
@@ -108,6 +116,7 @@ typedef struct focal_ctx {
     const float *weight;       /* [C] or NULL */
     int64_t ignore_index;
     float gamma;
+    float alpha;               /* < 0: none */
     float *lse;                /* [N, S], aux */
     float *out;                /* [N, S] for reduction none */
     double *partial_loss, *partial_count; /* [units] each */
@@ -124,6 +133,14 @@ static inline float focal_power(float one_minus_p, float gamma)
     if (gamma == 1.0f) return one_minus_p;
     if (gamma == 2.0f) return one_minus_p * one_minus_p;
     return one_minus_p > 0.0f ? powf(one_minus_p, gamma) : 0.0f;
+}
+
+/* a_y w_y: the focal alpha of class y times its weight (1 where absent). */
+static inline float focal_class_factor(const focal_ctx *c, int64_t y)
+{
+    float w = c->weight ? c->weight[y] : 1.0f;
+    if (c->alpha >= 0.0f) w *= y == 0 ? 1.0f - c->alpha : c->alpha;
+    return w;
 }
 
 /* lse[j] = log(sum_c exp(x_c)) of pixels [0, m) of a chunk (max-shifted). */
@@ -164,8 +181,7 @@ static void focal_forward_units(void *arg, int64_t begin, int64_t end, int threa
             if (y != c->ignore_index) {
                 float log_p = x[y * pixels + j] - lse[j];
                 float p = expf(log_p);
-                float w = c->weight ? c->weight[y] : 1.0f;
-                loss = -w * focal_power(1.0f - p, c->gamma) * log_p;
+                loss = -focal_class_factor(c, y) * focal_power(1.0f - p, c->gamma) * log_p;
                 count += 1.0;
             }
             if (c->out) c->out[n * pixels + s0 + j] = loss;
@@ -187,7 +203,8 @@ static focal_ctx focal_context(const tg_op_io *io)
     focal_ctx c = {
         .x = io->in[0]->data, .target = io->in[1]->data,
         .weight = io->n_in > 2 && io->in[2] ? io->in[2]->data : NULL,
-        .ignore_index = a->ignore_index, .gamma = (float)a->gamma, .lse = io->aux,
+        .ignore_index = a->ignore_index, .gamma = (float)a->gamma, .alpha = a->alpha < 0.0 ? -1.0f : (float)a->alpha,
+        .lse = io->aux,
     };
     focal_layout_init(&c.l, io->in, io->n_in);
     return c;
@@ -220,7 +237,7 @@ static tg_status softmax_focal_loss_forward(const tg_op_io *io)
     return TG_STATUS_OK;
 }
 
-/* With l = log p_y: d loss / d l = w (gamma (1 - p)^(gamma - 1) p l - (1 - p)^gamma) and
+/* With l = log p_y: d loss / d l = a_y w_y (gamma (1 - p)^(gamma - 1) p l - (1 - p)^gamma) and
  * d l / d x_c = [c == y] - p_c, so dx_c = coef ([c == y] - p_c) per pixel. */
 static void focal_backward_units(void *arg, int64_t begin, int64_t end, int thread_index)
 {
@@ -247,7 +264,7 @@ static void focal_backward_units(void *arg, int64_t begin, int64_t end, int thre
             float d = -focal_power(one_minus_p, c->gamma);
             if (c->gamma != 0.0f && one_minus_p > 0.0f)
                 d += c->gamma * focal_power(one_minus_p, c->gamma - 1.0f) * p * log_p;
-            coef[j] = g * (c->weight ? c->weight[y] : 1.0f) * d;
+            coef[j] = g * focal_class_factor(c, y) * d;
         }
         for (int64_t k = 0; k < classes; k++) {
             const float *restrict row = x + k * pixels;
@@ -277,7 +294,7 @@ static tg_status softmax_focal_loss_backward(const tg_op_io *io)
 
 const tg_op_def tg_op_softmax_focal_loss = {
     .name = "softmax_focal_loss", .input_names = softmax_focal_loss_inputs, .no_grad_inputs = (1u << 1) | (1u << 2),
-    .attr_specs = softmax_focal_loss_attr_specs, .n_attrs = 3, .attrs_size = sizeof(softmax_focal_loss_attrs),
+    .attr_specs = softmax_focal_loss_attr_specs, .n_attrs = 4, .attrs_size = sizeof(softmax_focal_loss_attrs),
     .infer = softmax_focal_loss_infer, .forward = softmax_focal_loss_forward, .backward = softmax_focal_loss_backward,
 };
 

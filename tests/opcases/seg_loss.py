@@ -9,9 +9,10 @@ from opcheck import Case, randint, randn
 NO_TARGET_GRAD = [True, False, False]
 
 
-def softmax_focal_reference(logits, target, weight=None, gamma=2.0, ignore_index=-100, reduction=1):
-    """-w_y (1 - p_y)^gamma log p_y per pixel (p = softmax over dim 1); mean over the pixels
-    whose target is not ignore_index, 0 at ignored pixels for reduction none."""
+def softmax_focal_reference(logits, target, weight=None, gamma=2.0, ignore_index=-100, reduction=1, alpha=-1.0):
+    """-a_y w_y (1 - p_y)^gamma log p_y per pixel (p = softmax over dim 1; a_y = alpha for
+    y != 0, 1 - alpha for y = 0, 1 when alpha < 0); mean over the pixels whose target is not
+    ignore_index, 0 at ignored pixels for reduction none."""
     valid = target != ignore_index
     safe = torch.where(valid, target, torch.zeros_like(target))
     log_p = torch.log_softmax(logits, dim=1).gather(1, safe.unsqueeze(1)).squeeze(1)
@@ -19,6 +20,8 @@ def softmax_focal_reference(logits, target, weight=None, gamma=2.0, ignore_index
     loss = -((1 - p) ** gamma) * log_p
     if weight is not None:
         loss = loss * weight[safe]
+    if alpha >= 0:
+        loss = loss * torch.where(safe == 0, 1.0 - alpha, alpha).to(loss.dtype)
     loss = torch.where(valid, loss, torch.zeros_like(loss))
     if reduction == 0:
         return loss
@@ -55,6 +58,14 @@ CASES = [
          softmax_focal_reference, id="saturated"),
     Case("softmax_focal_loss", [randn(2, 5, 3, 3, seed=17), randint(5, 2, 3, 3, seed=18)], softmax_focal_reference,
          attrs={"gamma": 0.5}, id="gamma0.5"),
+    Case("softmax_focal_loss", [randn(2, 2, 9, 11, seed=19) * 3, randint(2, 2, 9, 11, seed=20)],
+         softmax_focal_reference, attrs={"alpha": 0.25}, id="alpha0.25_binary"),
+    Case("softmax_focal_loss", [randn(1, 4, 7, 5, seed=21) * 2, _with_ignored(randint(4, 1, 7, 5, seed=22), 3),
+                                np.array([0.3, 1.0, 1.5, 2.0], np.float32)],
+         softmax_focal_reference, attrs={"alpha": 0.75, "gamma": 1.5, "reduction": 0}, grad=NO_TARGET_GRAD,
+         id="alpha0.75_multiclass_weight_none_ignore"),
+    Case("softmax_focal_loss", [randn(2, 3, 4, 6, seed=23), randint(3, 2, 4, 6, seed=24)], softmax_focal_reference,
+         attrs={"alpha": 0.0, "reduction": 2}, id="alpha0_sum"),
     Case("scale", [randn(2, 3, 5, 7, seed=15)], lambda x, factor: x * factor, attrs={"factor": 0.4}, id="0.4"),
     Case("scale", [randn(33, 1031, seed=16)], lambda x, factor: x * factor, attrs={"factor": -2.5}, id="big_negative"),
     Case("scale", [np.array(1.5, np.float32)], lambda x, factor: x * factor, attrs={"factor": 0.2}, id="scalar"),

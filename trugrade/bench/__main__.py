@@ -14,6 +14,7 @@ SECTIONS = {
     "train": ["train"],
     "fashion": ["fashion"],
     "int8": ["int8"],
+    "predict": ["predict"],
 }
 
 

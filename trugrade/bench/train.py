@@ -5,6 +5,11 @@ step), beside the same measurement in PyTorch (bench/torch_train.py).
 
   python -m trugrade.bench train --arch resnet18 --in-channels 3 --size 224 --batch 16 --steps 5 --json
   python -m trugrade.bench train --compare      # the standard set, side by side, as ratios
+  python -m trugrade.bench train --arch unet_se --in-channels 11 --size 256 --batch 4 --classes 2 --compare
+                                                 # one configuration, side by side
+
+Segmentation architectures (unet, unet_se, deeplabv3plus, fpn) train on random per-pixel
+masks (N, SIZE, SIZE) with the per-pixel cross-entropy; images/s is then tiles/s.
 
 Each measurement is its own fresh process, so its peak RSS (ru_maxrss) is its own: the
 interpreter, numpy, the engine, the data, the model, its planned activations and the
@@ -29,23 +34,33 @@ STANDARD = [
     ("resnet18", 3, 224, 16, 4),
     ("efficientnet_b0", 3, 224, 8, 4),
 ]
+# (arch, in_channels, size, batch, steps) with 2 classes: the segmentation rows of the compare set
+# (U-Net-SE on 11-band 256x256 tiles); no bf16 row (emulated bf16 on this CPU: minutes per step)
+SEGMENTATION_STANDARD = [
+    ("unet_se", 11, 256, 4, 2),
+]
+SEGMENTATION = ("unet", "unet_se", "deeplabv3plus", "fpn")
 BF16_UNSUPPORTED = ("bf16 is not supported: trugrade's engine has no bfloat16 training path (float32 only); "
                     "run without --bf16")
 
 
 def add_arguments(parser):
-    parser.add_argument("--arch", default="resnet18", help="zoo architecture (trugrade.models.architectures())")
+    parser.add_argument("--arch", default=None,
+                        help="zoo architecture (trugrade.models.architectures()); default resnet18, or with "
+                             "--compare the standard set")
     parser.add_argument("--in-channels", type=int, default=3)
     parser.add_argument("--size", type=int, default=224, help="square input size")
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--steps", type=int, default=None,
                         help="timed steps (default 5; with --compare each row's own)")
-    parser.add_argument("--classes", type=int, default=10)
+    parser.add_argument("--classes", type=int, default=None,
+                        help="classes (default 10; 2 for the segmentation rows of the standard set)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (not supported: exits 2)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--compare", action="store_true",
-                        help="the standard set beside PyTorch (fp32, and PyTorch's bf16 autocast)")
+                        help="beside PyTorch: the standard set (fp32, and PyTorch's bf16 autocast for the "
+                             "classifiers), or the one configuration --arch names (fp32)")
 
 
 def measure(arch, in_channels, size, batch, steps, classes=10, threads=2):
@@ -70,7 +85,8 @@ def _measure_here(arch, in_channels, size, batch, steps, classes, threads):
     rng = np.random.default_rng(0)
     n = batch * steps
     images = rng.standard_normal((n, in_channels, size, size), dtype=np.float32)  # [N, C, S, S]
-    labels = rng.integers(0, classes, n, dtype=np.int64)                          # [N]
+    segmentation = arch in SEGMENTATION
+    labels = rng.integers(0, classes, (n, size, size) if segmentation else n, dtype=np.int64)  # [N] or [N, S, S]
     model = models.create(arch, num_classes=classes, in_channels=in_channels, input_size=size, seed=0)
     options = dict(epochs=1, batch_size=batch, lr=0.01, optimizer="sgd", momentum=0.9, shuffle=False, seed=0)
     start = time.perf_counter()
@@ -95,27 +111,42 @@ def _torch(arch, in_channels, size, batch, steps, classes, threads, bf16):
     return run_torch("torch_train.py", *args, threads=threads)
 
 
+def _rate(value):
+    return f"{value:.1f}" if value >= 10 else f"{value:.3f}"
+
+
 def _ratio(a, b):
     return f"{a / b:.2f}x" if a and b else "-"
+
+
+def compare_set(args):
+    """[(arch, in_channels, size, batch, steps, classes, with_bf16)] that --compare runs."""
+    if args.arch:
+        return [(args.arch, args.in_channels, args.size, args.batch, args.steps or 3, args.classes or 10, False)]
+    rows = [(*row, args.classes or 10, True) for row in STANDARD]
+    rows += [(*row, args.classes or 2, False) for row in SEGMENTATION_STANDARD]
+    return rows
 
 
 def compare(args):
     load = os.getloadavg()
     rows, results = [], []
-    for arch, channels, size, batch, steps in STANDARD:
+    for arch, channels, size, batch, steps, classes, with_bf16 in compare_set(args):
         steps = args.steps or (max(2, steps // 2) if args.quick else steps)
         shape = f"{channels}x{size}x{size}"
-        tg = measure(arch, channels, size, batch, steps, args.classes, args.threads)
-        ref = _torch(arch, channels, size, batch, steps, args.classes, args.threads, False)
-        ref16 = _torch(arch, channels, size, batch, steps, args.classes, args.threads, True)
-        results.append({"arch": arch, "input": shape, "batch": batch, "steps": steps, "trugrade": tg,
-                        "torch": ref, "torch_bf16": ref16})
+        tg = measure(arch, channels, size, batch, steps, classes, args.threads)
+        ref = _torch(arch, channels, size, batch, steps, classes, args.threads, False)
+        ref16 = _torch(arch, channels, size, batch, steps, classes, args.threads, True) if with_bf16 else None
+        results.append({"arch": arch, "input": shape, "batch": batch, "steps": steps, "classes": classes,
+                        "trugrade": tg, "torch": ref, "torch_bf16": ref16})
         for label, ours, theirs in (("fp32", tg, ref), ("bf16", None, ref16)):
+            if label == "bf16" and not with_bf16:
+                continue
             theirs = theirs or {}
             rows.append({
                 "model": arch, "input": shape, "batch": str(batch), "steps": str(steps), "precision": label,
-                "tg_rate": f"{ours['images_per_second']:.1f}" if ours else "unsupported",
-                "torch_rate": f"{theirs['images_per_second']:.1f}" if theirs else "-",
+                "tg_rate": _rate(ours['images_per_second']) if ours else "unsupported",
+                "torch_rate": _rate(theirs['images_per_second']) if theirs else "-",
                 "rate_ratio": _ratio(ours and ours["images_per_second"], theirs.get("images_per_second")),
                 "tg_first": f"{ours['first_step_seconds']:.2f}" if ours else "-",
                 "torch_first": f"{theirs['first_step_seconds']:.2f}" if theirs else "-",
@@ -132,8 +163,9 @@ def compare(args):
                  ("rate_ratio", "img/s ratio", "{}"), ("tg_first", "tg 1st step s", "{}"),
                  ("torch_first", "torch 1st step s", "{}"), ("tg_rss", "tg peak RSS MB", "{}"),
                  ("torch_rss", "torch peak RSS MB", "{}"), ("rss_ratio", "RSS ratio", "{}")])
-    print("  bf16: trugrade has no bfloat16 training path; the PyTorch rows use torch.autocast('cpu', bfloat16)"
-          + ("" if _native_bf16() else " on a CPU without native bf16 (no avx512_bf16 or AMX: emulated)"))
+    if any(row["precision"] == "bf16" for row in rows):
+        print("  bf16: trugrade has no bfloat16 training path; the PyTorch rows use torch.autocast('cpu', bfloat16)"
+              + ("" if _native_bf16() else " on a CPU without native bf16 (no avx512_bf16 or AMX: emulated)"))
     if args.json:
         print(json.dumps({"load_average": load[0], "rows": results}))
     return results
@@ -156,7 +188,8 @@ def run(args):
         return compare(args)
     steps = args.steps or 5
     load = os.getloadavg()[0]
-    result = measure(args.arch, args.in_channels, args.size, args.batch, steps, args.classes, args.threads)
+    result = measure(args.arch or "resnet18", args.in_channels, args.size, args.batch, steps, args.classes or 10,
+                     args.threads)
     result["load_average"] = load
     if args.json:
         print(json.dumps(result))
