@@ -76,11 +76,13 @@ def test_a_run_produces_its_folder_metrics_checkpoints_and_report(small_fashion,
     assert meta["arch"] == "smallcnn" and json.loads(meta["normalization"])["mean"] == [0.286]
 
 
-def test_resume_after_sigkill_is_bit_identical(small_fashion, tmp_path):
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_after_sigkill_is_bit_identical(small_fashion, tmp_path, ema_decay):
     """A training process killed with SIGKILL in its second epoch, then resumed, ends with
-    the same losses and weights, bit for bit, as a run never interrupted."""
-    whole = train(config(small_fashion, str(tmp_path / "a")), progress=False)
-    cfg = config(small_fashion, str(tmp_path / "b"))
+    the same losses and weights, bit for bit, as a run never interrupted (with a weight EMA
+    too: its averages and the live weights both resume)."""
+    whole = train(config(small_fashion, str(tmp_path / "a"), train__ema_decay=ema_decay), progress=False)
+    cfg = config(small_fashion, str(tmp_path / "b"), train__ema_decay=ema_decay)
     script = (f"from trugrade.train import train; train({cfg!r}, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script])
     metrics = tmp_path / "b" / "t" / "metrics.jsonl"
@@ -98,6 +100,7 @@ def test_resume_after_sigkill_is_bit_identical(small_fashion, tmp_path):
     assert [m["train_loss"] for m in resumed.metrics] == [m["train_loss"] for m in whole.metrics]
     a, _ = safetensors.load(whole.last_checkpoint)
     b, _ = safetensors.load(resumed.last_checkpoint)
+    assert set(a) == set(b) and (ema_decay is None) == ("trainer.live.conv1.weight" not in a)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     steps = [json.loads(line) for line in open(metrics) if '"loss"' in line and '"step"' in line]

@@ -30,6 +30,7 @@ typedef struct tg_model_options {
     /* the loss: loss_ce * cross_entropy(class_weights) + loss_dice * dice_loss
      * + loss_focal * softmax_focal_loss(gamma = focal_gamma); default 1, 0, 0 (plain cross-entropy) */
     double loss_ce, loss_dice, loss_focal, focal_gamma;
+    double label_smoothing;                            /* of the cross-entropy term, in [0, 1); default 0 */
     int64_t n_class_weights;                           /* 0: none; else num_classes */
     float class_weights[TG_MODEL_MAX_CLASS_WEIGHTS];   /* cross-entropy weights, buffer "loss.class_weight" */
 } tg_model_options;
