@@ -202,14 +202,14 @@ def test_ema_follows_the_numpy_recurrence_and_evaluation_uses_it():
     np.testing.assert_array_equal(np.asarray(logits_ema), expected)
 
 
-def test_ema_is_thread_count_independent():
+def test_ema_and_bf16_are_thread_count_independent():
     images, labels = _data(n=32)
     results = []
     for threads in (1, 2):
         trugrade.set_num_threads(threads)
         model = models.create("smallcnn", num_classes=10, in_channels=1, input_size=28, seed=2)
         trainer = _C.Trainer(model._c, images, labels, batch_size=16, epochs=2, optimizer="adamw", lr=1e-3,
-                             ema_decay=0.9)
+                             ema_decay=0.9, bf16=True)
         trainer.run_epoch()
         trainer.run_epoch()
         results.append(trainer.ema_weights())
@@ -228,3 +228,80 @@ def test_ema_run_checkpoints_hold_the_ema_weights(tiny_fashion, tmp_path):
     assert not np.array_equal(tensors["conv1.weight"], tensors["trainer.live.conv1.weight"])
     loaded = trugrade.load_model(run.last_checkpoint)
     np.testing.assert_array_equal(loaded.model.state_dict()["conv1.weight"], tensors["conv1.weight"])
+
+
+# --------------------------------------------------------------------------- bfloat16 mixed precision
+
+
+class _bf16_operands:
+    def __enter__(self):
+        self.previous = _C.set_bf16_operands(True)
+
+    def __exit__(self, *exc):
+        _C.set_bf16_operands(self.previous)
+
+
+def _round_bf16(a):
+    return torch.from_numpy(np.ascontiguousarray(a)).bfloat16().float()
+
+
+@pytest.mark.parametrize("shape,stride,padding,groups", [
+    ((2, 8, 13, 11), 1, 1, 1), ((1, 6, 9, 9), 2, 1, 2), ((3, 16, 8, 8), 1, 0, 1)])
+def test_bf16_conv2d_rounds_operands_and_accumulates_in_float32(shape, stride, padding, groups):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    kernel = 1 if padding == 0 else 3
+    w = rng.standard_normal((12, shape[1] // groups, kernel, kernel)).astype(np.float32)
+    b = rng.standard_normal(12).astype(np.float32)
+    attrs = dict(stride=stride, padding=padding, groups=groups)
+    fp32 = trugrade.ops.conv2d(x, w, b, **attrs)
+    with _bf16_operands():
+        out = trugrade.ops.conv2d(x, w, b, **attrs)
+        gy = rng.standard_normal(out.shape).astype(np.float32)
+        gx, gw, gb = trugrade.ops.conv2d.backward(x, w, b, grad_output=gy, **attrs)
+    # exactly the bf16-rounded operands with float32 (here float64) accumulation
+    xd, wd = _round_bf16(x).double(), _round_bf16(w).double()
+    ref = F.conv2d(xd, wd, torch.from_numpy(b).double(), **attrs).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-4, atol=1e-4)
+    # within bfloat16 tolerance of float32, and of PyTorch's bfloat16 autocast
+    np.testing.assert_allclose(out, fp32, rtol=2e-2, atol=5e-2)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = F.conv2d(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b), **attrs)
+    assert auto.dtype == torch.bfloat16
+    np.testing.assert_allclose(out, auto.float().numpy(), rtol=1e-2, atol=2e-2)
+    assert np.abs(out - fp32).max() > 0  # the rounding happened
+    # backward: the data gradient is gy (rounded) against the rounded weights
+    ref_gx = torch.nn.grad.conv2d_input(x.shape, wd, _round_bf16(gy).double(), **attrs).numpy()
+    np.testing.assert_allclose(gx, ref_gx, rtol=1e-4, atol=1e-4)
+
+
+def test_bf16_linear_matches_autocast():
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((17, 40)).astype(np.float32)
+    w = rng.standard_normal((23, 40)).astype(np.float32)
+    b = rng.standard_normal(23).astype(np.float32)
+    with _bf16_operands():
+        out = trugrade.ops.linear(x, w, b)
+    ref = F.linear(_round_bf16(x).double(), _round_bf16(w).double(), torch.from_numpy(b).double()).numpy()
+    np.testing.assert_allclose(out, ref, rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        auto = F.linear(torch.from_numpy(x), torch.from_numpy(w), torch.from_numpy(b))
+    np.testing.assert_allclose(out, auto.float().numpy(), rtol=1e-2, atol=5e-2)
+    assert not _C.set_bf16_operands(False)  # restored
+
+
+def test_bf16_training_converges_like_float32():
+    """A short run on real Fashion-MNIST images: the bfloat16 run's losses follow the float32
+    run's closely and end as low; the weights stay float32."""
+    images = trugrade.read_idx(f"{FASHION}/train-images-idx3-ubyte.gz")[:512].reshape(512, 1, 28, 28)
+    labels = trugrade.read_idx(f"{FASHION}/train-labels-idx1-ubyte.gz")[:512].astype(np.int64)
+    losses = {}
+    for bf16 in (False, True):
+        model = models.create("fashioncnn", num_classes=10, in_channels=1, input_size=28, seed=4)
+        trainer = _C.Trainer(model._c, images, labels, batch_size=64, epochs=3, optimizer="adamw", lr=2e-3,
+                             mean=[0.286], std=[0.353], bf16=bf16)
+        losses[bf16] = [trainer.run_epoch() for _ in range(3)]
+        assert all(v.dtype == np.float32 for v in model.state_dict().values() if v.dtype.kind == "f")
+    assert losses[True] != losses[False]
+    assert losses[True][-1] < 0.6 * losses[True][0]
+    np.testing.assert_allclose(losses[True], losses[False], rtol=0.05)

@@ -502,9 +502,6 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         splits, classes = segmentation.load_segmentation(cfg, seg_dataset, check=check_dataset)
     else:
         splits, classes = load_data(cfg) if data_format(cfg) == "idx" else load_folder(cfg, check=check_dataset)
-    if cfg.train.bf16:
-        raise UnsupportedError("train.bf16: bfloat16 mixed precision is not wired into the training loop of this "
-                               "build; set train.bf16 to false")
     if seg_dataset is not None:
         model = segmentation.create_model(cfg, seg_dataset)
     else:
@@ -537,7 +534,8 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         decay_norm_and_bias=not o.no_decay_on_norm_and_bias, schedule=schedule, gamma=s.gamma,
         step_size=s.step_size, milestones=list(s.milestones), min_lr=s.min_lr, warmup_epochs=s.warmup_epochs,
         pct_start=s.pct_start, factor=s.factor, patience=s.patience, **({"max_lr": s.max_lr} if s.max_lr else {}),
-        mean=mean, std=std, pipeline=pipeline, ema_decay=cfg.train.ema_decay)
+        mean=mean, std=std, pipeline=pipeline, ema_decay=cfg.train.ema_decay,
+        bf16=cfg.train.bf16)
     for group in o.param_groups:
         if trainer.set_lr_scale(group["pattern"], group["lr"] / o.lr) == 0:
             raise ConfigError(f"optim.param_groups: pattern '{group['pattern']}' matches no parameter of "

@@ -10,6 +10,7 @@
 #include "../core/threads.h"
 #include "../data/augment.h"
 #include "../data/loader.h"
+#include "../ops/gemm.h"
 #include "../train/trainer.h"
 #include "binding.h"
 
@@ -195,6 +196,7 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
     options.grad_clip_norm = dict_double(kwargs, "grad_clip_norm", 0.0);
     options.grad_clip_value = dict_double(kwargs, "grad_clip_value", 0.0);
     if (kwargs && (v = PyDict_GetItemString(kwargs, "ema_decay")) && v != Py_None) options.ema_decay = PyFloat_AsDouble(v);
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "bf16"))) options.bf16 = PyObject_IsTrue(v);
     double lr = dict_double(kwargs, "lr", 0.01);
     if (PyErr_Occurred()) return -1;
     tg_optim_config optim;
@@ -523,7 +525,17 @@ static PyObject *py_interrupt(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_set_bf16_operands(PyObject *self, PyObject *flag)
+{
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) return NULL;
+    return PyBool_FromLong(tg_gemm_set_bf16_operands(on));
+}
+
 PyMethodDef tg_py_train_methods[] = {
     {"interrupt", py_interrupt, METH_NOARGS, "interrupt(): ask running C work to stop at the next step"},
+    {"set_bf16_operands", py_set_bf16_operands, METH_O,
+     "set_bf16_operands(flag) -> previous: conv/linear/matmul round their operands to bfloat16 and accumulate in "
+     "float32 (the mixed precision of train.bf16; a Trainer with bf16=True sets it around its own steps)"},
     {NULL, NULL, 0, NULL},
 };

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/threads.h"
+#include "../ops/gemm.h"
 
 /* ---- the in-memory source ---- */
 
@@ -387,7 +388,7 @@ static tg_status ensure_training_plan(tg_trainer *t)
     return tg_graph_plan(g, t->model->loss, NULL);
 }
 
-tg_status tg_trainer_run_epoch(tg_trainer *t)
+static tg_status run_epoch_steps(tg_trainer *t)
 {
     tg_train_progress *p = &t->progress;
     tg_model *m = t->model;
@@ -457,7 +458,25 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
     return TG_STATUS_OK;
 }
 
+tg_status tg_trainer_run_epoch(tg_trainer *t)
+{
+    int previous = tg_gemm_set_bf16_operands(t->options.bf16);
+    tg_status status = run_epoch_steps(t);
+    tg_gemm_set_bf16_operands(previous);
+    return status;
+}
+
+static tg_status evaluate_batches(tg_trainer *t, const tg_batch_source *source, float *logits, double *mean_loss);
+
 tg_status tg_trainer_evaluate(tg_trainer *t, const tg_batch_source *source, float *logits, double *mean_loss)
+{
+    int previous = tg_gemm_set_bf16_operands(t->options.bf16);
+    tg_status status = evaluate_batches(t, source, logits, mean_loss);
+    tg_gemm_set_bf16_operands(previous);
+    return status;
+}
+
+static tg_status evaluate_batches(tg_trainer *t, const tg_batch_source *source, float *logits, double *mean_loss)
 {
     tg_model *m = t->model;
     int64_t batch = t->options.batch_size, n = source->size;

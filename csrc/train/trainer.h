@@ -70,6 +70,7 @@ typedef struct tg_train_options {
     double grad_clip_value;      /* > 0: clamp each gradient */
     int64_t accumulate;          /* optimizer step every this many batches (>= 1) */
     double ema_decay;            /* in (0, 1): keep an EMA of the weights; 0: none */
+    int bf16;                    /* 1: bfloat16 mixed precision (below) */
 } tg_train_options;
 
 /* What Python polls from another thread while an epoch runs. */
@@ -119,6 +120,12 @@ tg_status tg_trainer_init(tg_trainer *trainer, tg_model *model, const tg_optim_c
                           const tg_schedule_config *schedule, const tg_train_options *options,
                           const tg_batch_source *train);
 void tg_trainer_free(tg_trainer *trainer);
+
+/* bfloat16 mixed precision (options.bf16): the weights, gradients, optimizer state, loss
+ * and norms stay float32; during training steps and evaluation every GEMM (conv, linear,
+ * matmul, forward and backward) rounds its operands to bfloat16 and accumulates in
+ * float32 (tg_gemm_set_bf16_operands), as PyTorch's bfloat16 autocast computes them.
+ * NOTE: activations are stored as float32 (no memory saving). */
 
 /* Runs the rest of the current epoch (from progress.step_in_epoch), then moves to
  * the next. TG_STATUS_INTERRUPTED at a step boundary when interrupted (the state
