@@ -305,3 +305,58 @@ def test_bf16_training_converges_like_float32():
     assert losses[True] != losses[False]
     assert losses[True][-1] < 0.6 * losses[True][0]
     np.testing.assert_allclose(losses[True], losses[False], rtol=0.05)
+
+
+# --------------------------------------------------------------------------- gradient accumulation
+
+
+def _float_data(n, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, 1, 28, 28)).astype(np.float32), rng.integers(0, 10, n).astype(np.int64)
+
+
+def _smallcnn():
+    return models.create("smallcnn", num_classes=10, in_channels=1, input_size=28, seed=7, dropout=0.0)
+
+
+@pytest.mark.parametrize("clip", [0.0, 0.05])
+def test_accumulating_k_batches_equals_one_batch_of_k_times_b(clip):
+    """Without batchnorm, the mean of k batch gradients of b samples is the gradient of one
+    batch of k * b: one optimizer step of each gives the same weights (clipping acts on the
+    mean gradient, as clipping after loss / k in PyTorch does)."""
+    images, labels = _float_data(4 * 8)
+    results = []
+    for batch, accumulate in ((8, 4), (32, 1)):
+        model = _smallcnn()
+        trainer = _C.Trainer(model._c, images, labels, batch_size=batch, accumulate=accumulate, epochs=1,
+                             shuffle=False, optimizer="sgd", lr=0.1, grad_clip_norm=clip)
+        trainer.run_epoch()
+        assert trainer.state()[1]["optimizer_steps"] == 1
+        results.append(_state(model))
+    for k in results[0]:
+        np.testing.assert_allclose(results[0][k], results[1][k], rtol=1e-5, atol=1e-6, err_msg=k)
+
+
+def test_accumulation_windows_restart_each_epoch_and_average_a_short_last_window():
+    """3 batches per epoch with accumulate 2: windows [0, 1] and [2] in every epoch, each
+    the mean of its batch gradients (checked against loss_and_grads and a numpy SGD)."""
+    images, labels = _float_data(3 * 8, seed=1)
+    model = _smallcnn()
+    reference = _smallcnn()
+    trainer = _C.Trainer(model._c, images, labels, batch_size=8, accumulate=2, epochs=2, shuffle=False,
+                         optimizer="sgd", lr=0.05)
+    weights = _state(reference)
+    for epoch in range(2):
+        for window in ([0, 1], [2]):
+            grads = None
+            for b in window:
+                reference.load_state_dict(weights)
+                _, g = reference.loss_and_grads(images[8 * b:8 * b + 8], labels[8 * b:8 * b + 8])
+                grads = {k: v.copy() for k, v in g.items()} if grads is None else {k: grads[k] + g[k] for k in g}
+            weights = {k: (v - np.float32(0.05) * grads[k] / len(window) if k in grads else v)
+                       for k, v in weights.items()}
+        trainer.run_epoch()
+        assert trainer.state()[1]["optimizer_steps"] == 2 * (epoch + 1)
+    got = _state(model)
+    for k in weights:
+        np.testing.assert_allclose(got[k], weights[k], rtol=1e-4, atol=1e-6, err_msg=k)

@@ -202,6 +202,8 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
     tg_optim_config optim;
     tg_schedule_config schedule;
     int64_t steps = options.batch_size > 0 ? (source.size + options.batch_size - 1) / options.batch_size : 1;
+    /* the schedule counts optimizer steps: one per accumulation window (windows restart each epoch) */
+    if (options.accumulate > 1) steps = (steps + options.accumulate - 1) / options.accumulate;
     if (parse_optimizer(kwargs, &optim) != 0 || parse_schedule(kwargs, &schedule, lr, steps, options.epochs) != 0)
         return -1;
     tg_model *m = tg_py_model_of(model);

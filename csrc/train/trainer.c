@@ -398,8 +398,16 @@ static tg_status run_epoch_steps(tg_trainer *t)
     TG_TRY(ensure_training_plan(t));
     if (t->train.begin_epoch)
         TG_TRY(t->train.begin_epoch(t->train.ctx, p->epoch, t->order, n, batch, p->step_in_epoch));
+    /* NOTE: accumulation windows are counted from the start of each epoch, so the last
+     * window of an epoch may be short and the next epoch starts a fresh one; a window's
+     * gradient is the mean of its batch gradients. An interrupt is honoured only as a
+     * window starts, where no gradient is pending, so a resume continues bit-identically. */
+    const int64_t accumulate = t->options.accumulate;
     for (; p->step_in_epoch < p->steps_per_epoch; ) {
-        if (tg_interrupt_pending())
+        int64_t window_start = p->step_in_epoch - p->step_in_epoch % accumulate;
+        int64_t window_end = window_start + accumulate < p->steps_per_epoch ? window_start + accumulate
+                                                                             : p->steps_per_epoch;
+        if (p->step_in_epoch == window_start && tg_interrupt_pending())
             return tg_error(TG_STATUS_INTERRUPTED, "training interrupted at epoch %lld step %lld",
                             (long long)p->epoch + 1, (long long)p->step_in_epoch);
         int64_t start = p->step_in_epoch * batch;
@@ -407,8 +415,7 @@ static tg_status run_epoch_steps(tg_trainer *t)
         TG_TRY(t->train.fill(t->train.ctx, p->epoch, t->order + start, count, t->batch_images, t->batch_labels));
         TG_TRY(feed_batch(t, count));
         if (!m->graph.planned) TG_TRY(tg_graph_plan(&m->graph, m->loss, NULL));
-        int64_t accumulate = t->options.accumulate;
-        if (p->global_step % accumulate == 0) {
+        if (p->step_in_epoch == window_start) {
             tg_graph_zero_grad(&m->graph);
             /* NOTE: the EMA starts from the weights (and running statistics) as the first
              * update's batches begin, so weights loaded after the trainer was made are its w_0 */
@@ -435,10 +442,12 @@ static tg_status run_epoch_steps(tg_trainer *t)
                             "%lld (first such parameter in the model's order)", bad, (long long)p->epoch + 1,
                             (long long)p->step_in_epoch);
         double lr = tg_schedule_lr(&t->schedule, t->optimizer_steps);
-        if ((p->global_step + 1) % accumulate == 0 || p->step_in_epoch + 1 == p->steps_per_epoch) {
+        if (p->step_in_epoch + 1 == window_end) {
+            /* NOTE: clipping acts on the mean gradient, as it does after loss / k in PyTorch */
+            if (window_end - window_start > 1)
+                tg_optimizer_scale_grads(&t->optimizer, 1.0 / (double)(window_end - window_start));
             if (t->options.grad_clip_value > 0) tg_clip_grad_value(&t->optimizer, t->options.grad_clip_value);
             if (t->options.grad_clip_norm > 0) tg_clip_grad_norm(&t->optimizer, t->options.grad_clip_norm);
-            if (accumulate > 1) tg_optimizer_scale_grads(&t->optimizer, 1.0 / (double)accumulate);
             TG_TRY(tg_optimizer_step(&t->optimizer, lr));
             t->optimizer_steps++;
             if (t->n_ema) ema_update(t);

@@ -68,7 +68,8 @@ typedef struct tg_train_options {
     int shuffle;                 /* 1: a new permutation per epoch */
     double grad_clip_norm;       /* > 0: clip the global norm */
     double grad_clip_value;      /* > 0: clamp each gradient */
-    int64_t accumulate;          /* optimizer step every this many batches (>= 1) */
+    int64_t accumulate;          /* optimizer step every this many batches (>= 1), on their mean gradient;
+                                  * windows restart each epoch (its last may be shorter) */
     double ema_decay;            /* in (0, 1): keep an EMA of the weights; 0: none */
     int bf16;                    /* 1: bfloat16 mixed precision (below) */
 } tg_train_options;
@@ -128,7 +129,7 @@ void tg_trainer_free(tg_trainer *trainer);
  * NOTE: activations are stored as float32 (no memory saving). */
 
 /* Runs the rest of the current epoch (from progress.step_in_epoch), then moves to
- * the next. TG_STATUS_INTERRUPTED at a step boundary when interrupted (the state
+ * the next. TG_STATUS_INTERRUPTED at an optimizer-step boundary when interrupted (the state
  * is consistent and the epoch can be continued); TG_STATUS_VALUE naming the step
  * and the first parameter when the loss or a gradient is not finite (the update
  * of that step is not applied). */
