@@ -332,19 +332,21 @@ class _Progress:
             return
         self.bar = tqdm(total=self.steps, initial=done, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
                         leave=True, dynamic_ncols=True)
+        self.epoch = epoch
         self.started, self.start_step = time.perf_counter(), done
 
     def update(self, p):
         if not self.bar:
             return
-        self.bar.n = p["step_in_epoch"]
+        # once the epoch is over the C loop's counters already point at the next one
+        step = self.steps if p["epoch"] > self.epoch else p["step_in_epoch"]
+        self.bar.n = step
         elapsed = time.perf_counter() - self.started
-        done = p["step_in_epoch"] - self.start_step
+        done = step - self.start_step
         rate = done * self.batch / elapsed if elapsed > 0 else 0.0
-        remaining_epochs = self.epochs - p["epoch"] - 1
+        remaining_epochs = self.epochs - self.epoch - 1
         step_time = elapsed / done if done else 0.0
-        eta = (self.steps - p["step_in_epoch"]) * step_time + remaining_epochs * (self.steps * step_time +
-                                                                                 self.val_seconds)
+        eta = (self.steps - step) * step_time + remaining_epochs * (self.steps * step_time + self.val_seconds)
         self.bar.set_postfix_str(f"loss {p['loss']:.4f} lr {p['lr']:.2e} {rate:,.0f} img/s eta {eta:,.0f}s",
                                  refresh=False)
         self.bar.refresh()
