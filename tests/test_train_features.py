@@ -360,3 +360,17 @@ def test_accumulation_windows_restart_each_epoch_and_average_a_short_last_window
     got = _state(model)
     for k in weights:
         np.testing.assert_allclose(got[k], weights[k], rtol=1e-4, atol=1e-6, err_msg=k)
+
+
+def test_bf16_operand_rounding_is_round_to_nearest_even_like_torch():
+    """x @ I with operands rounded: every output is x rounded to bfloat16 exactly as torch's
+    cast rounds it (ties to even, tiny and huge values), on the vector path and its tail."""
+    rng = np.random.default_rng(3)
+    ties = np.float32(1.0) + np.float32(2.0 ** -8) * np.arange(1, 8, 2, dtype=np.float32)
+    x = np.concatenate([rng.standard_normal(53).astype(np.float32) * 1e3, ties, -ties,
+                        np.float32([1e-39, -3e-40, 3.3e38, 1.0 + 2.0 ** -9, 0.0])])
+    x = np.resize(x, (3, 37)).astype(np.float32)
+    eye = np.eye(37, dtype=np.float32)
+    with _bf16_operands():
+        out = trugrade.ops.linear(x, eye)
+    np.testing.assert_array_equal(out, _round_bf16(x).numpy())

@@ -16,6 +16,7 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +54,9 @@ static const tg_gemm_kernel kernel_portable = {
 
 static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
 static int round_operands_bf16;               /* tg_gemm_set_bf16_operands */
+static void round_to_bf16_portable(float *restrict x, int64_t n);
+static void round_to_bf16_avx512(float *restrict x, int64_t n);
+static void (*round_to_bf16)(float *restrict x, int64_t n) = round_to_bf16_portable;   /* of this CPU */
 static const tg_gemm_kernel *best_kernel;     /* of this CPU */
 static const tg_gemm_kernel *chosen_kernel;   /* best_kernel, or the portable one on request */
 static int use_openblas;
@@ -77,6 +81,7 @@ static void free_buffers(void *ptr)
 static void choose_once(void)
 {
     best_kernel = __builtin_cpu_supports("avx512f") ? tg_gemm_kernel_avx512() : &kernel_portable;
+    round_to_bf16 = __builtin_cpu_supports("avx512f") ? round_to_bf16_avx512 : round_to_bf16_portable;
     const char *env = getenv("TRUGRADE_GEMM");
     use_openblas = env && strcmp(env, "openblas") == 0;
     chosen_kernel = env && strcmp(env, "portable") == 0 ? &kernel_portable : best_kernel;
@@ -139,7 +144,7 @@ static inline float element(const gemm_matrix *x, int bf16, int64_t offset)
 
 /* Rounds n float32 values in place to bfloat16 precision (round-to-nearest-even, NaN
  * kept quiet: the bits of tg_bf16_from_f32 widened back), in a form compilers vectorize. */
-static void round_to_bf16(float *restrict x, int64_t n)
+static void round_to_bf16_portable(float *restrict x, int64_t n)
 {
     uint32_t *restrict bits = (uint32_t *)x;
     for (int64_t i = 0; i < n; i++) {
@@ -148,6 +153,29 @@ static void round_to_bf16(float *restrict x, int64_t n)
         uint32_t nan = (b & 0xffff0000u) | 0x00400000u;
         bits[i] = (b & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
     }
+}
+
+/* The same 16 lanes at a time (AVX-512 CPUs only; chosen in choose_once). */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void round_to_bf16_avx512(float *restrict x, int64_t n)
+{
+    const __m512i low_bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u), magnitude = _mm512_set1_epi32(0x7fffffff);
+    const __m512i infinity = _mm512_set1_epi32(0x7f800000), quiet = _mm512_set1_epi32(0x00400000);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_loadu_si512((const void *)(x + i));
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), one);
+        __m512i rounded = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(b, low_bias), lsb), high);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, magnitude), infinity);
+        __m512i quieted = _mm512_or_si512(_mm512_and_si512(b, high), quiet);
+        _mm512_storeu_si512((void *)(x + i), _mm512_mask_blend_epi32(nan, rounded, quieted));
+    }
+    round_to_bf16_portable(x + i, n - i);
+}
+
+static inline tg_gemm_source pack_source(const gemm_job *job)
+{
+    return job->bf16 ? TG_GEMM_SOURCE_BF16 : job->round_bf16 ? TG_GEMM_SOURCE_F32_ROUNDED : TG_GEMM_SOURCE_F32;
 }
 
 static inline float element_rounded(const gemm_job *job, const gemm_matrix *x, int64_t offset)
@@ -171,10 +199,8 @@ static void pack_a(const gemm_job *job, int64_t i0, int64_t mc, int64_t p0, int6
         float *restrict panel = dst + ir * kc;   /* [kc][mr] */
         int64_t origin = (i0 + ir) * rs + p0 * cs;
         if (job->kernel->pack_a &&
-            job->kernel->pack_a(element_address(&job->a, job->bf16, origin), job->bf16, rs, cs, rows, kc, panel)) {
-            if (job->round_bf16) round_to_bf16(panel, kc * mr);
+            job->kernel->pack_a(element_address(&job->a, job->bf16, origin), pack_source(job), rs, cs, rows, kc, panel))
             continue;
-        }
         if (rows < mr) memset(panel, 0, sizeof(float) * (size_t)(kc * mr));
         if (!job->bf16 && rs == 1) {
             const float *src = (const float *)job->a.data + origin;
@@ -202,10 +228,8 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
         float *restrict panel = dst + jr * kc;   /* [kc][nr] */
         int64_t origin = p0 * rs + (j0 + jr) * cs;
         if (job->kernel->pack_b &&
-            job->kernel->pack_b(element_address(&job->b, job->bf16, origin), job->bf16, cs, rs, cols, kc, panel)) {
-            if (job->round_bf16) round_to_bf16(panel, kc * nr);
+            job->kernel->pack_b(element_address(&job->b, job->bf16, origin), pack_source(job), cs, rs, cols, kc, panel))
             continue;
-        }
         if (cols < nr) memset(panel, 0, sizeof(float) * (size_t)(kc * nr));
         if (!job->bf16 && cs == 1) {
             const float *src = (const float *)job->b.data + origin;

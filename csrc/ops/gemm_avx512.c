@@ -63,16 +63,35 @@ TG_AVX512 static inline __mmask16 first_lanes(int64_t count)
     return count >= 16 ? (__mmask16)0xffff : count <= 0 ? (__mmask16)0 : (__mmask16)((1u << count) - 1u);
 }
 
+/* 16 float32 values rounded to bfloat16 precision (round-to-nearest-even, NaN kept quiet). */
+TG_AVX512 static inline __m512 round_bf16_ps(__m512 v)
+{
+    const __m512i b = _mm512_castps_si512(v), high = _mm512_set1_epi32((int)0xffff0000u);
+    __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), _mm512_set1_epi32(1));
+    __m512i rounded = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7fff)), lsb), high);
+    __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, _mm512_set1_epi32(0x7fffffff)),
+                                            _mm512_set1_epi32(0x7f800000));
+    __m512i quieted = _mm512_or_si512(_mm512_and_si512(b, high), _mm512_set1_epi32(0x00400000));
+    return _mm512_castsi512_ps(_mm512_mask_blend_epi32(nan, rounded, quieted));
+}
+
+/* A float32 vector as the packing stores it: rounded for TG_GEMM_SOURCE_F32_ROUNDED. */
+TG_AVX512 static inline __m512 as_packed(__m512 v, tg_gemm_source source)
+{
+    return source == TG_GEMM_SOURCE_F32_ROUNDED ? round_bf16_ps(v) : v;
+}
+
 /* Lines contiguous (line_stride 1): one masked load per p. Lines strided and p contiguous
  * (p_stride 1, float32): a gather of the lines per p. */
-TG_AVX512 static int pack_14(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
-                             int64_t kc, float *panel)
+TG_AVX512 static int pack_14(const void *src, tg_gemm_source source, int64_t line_stride, int64_t p_stride,
+                             int64_t count, int64_t kc, float *panel)
 {
     const __mmask16 store_mask = 0x3fff, load_mask = first_lanes(count);
+    const int bf16 = source == TG_GEMM_SOURCE_BF16;
     if (line_stride == 1) {
         for (int64_t p = 0; p < kc; p++) {
             __m512 v = bf16 ? widen_bf16(_mm256_maskz_loadu_epi16(load_mask, (const tg_bf16_bits *)src + p * p_stride))
-                            : _mm512_maskz_loadu_ps(load_mask, (const float *)src + p * p_stride);
+                            : as_packed(_mm512_maskz_loadu_ps(load_mask, (const float *)src + p * p_stride), source);
             _mm512_mask_storeu_ps(panel + p * 14, store_mask, v);
         }
         return 1;
@@ -83,7 +102,7 @@ TG_AVX512 static int pack_14(const void *src, int bf16, int64_t line_stride, int
                                                 10 * s, 11 * s, 12 * s, 13 * s, 0, 0);
         const float *f = src;
         for (int64_t p = 0; p < kc; p++) {
-            __m512 v = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), load_mask, index, f + p, 4);
+            __m512 v = as_packed(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), load_mask, index, f + p, 4), source);
             _mm512_mask_storeu_ps(panel + p * 14, store_mask, v);
         }
         return 1;
@@ -91,10 +110,11 @@ TG_AVX512 static int pack_14(const void *src, int bf16, int64_t line_stride, int
     return 0;
 }
 
-TG_AVX512 static int pack_32(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
-                             int64_t kc, float *panel)
+TG_AVX512 static int pack_32(const void *src, tg_gemm_source source, int64_t line_stride, int64_t p_stride,
+                             int64_t count, int64_t kc, float *panel)
 {
     const __mmask16 low = first_lanes(count), high = first_lanes(count - 16);
+    const int bf16 = source == TG_GEMM_SOURCE_BF16;
     if (line_stride == 1) {
         for (int64_t p = 0; p < kc; p++) {
             __m512 v0, v1;
@@ -104,8 +124,8 @@ TG_AVX512 static int pack_32(const void *src, int bf16, int64_t line_stride, int
                 v1 = widen_bf16(_mm256_maskz_loadu_epi16(high, h + 16));
             } else {
                 const float *f = (const float *)src + p * p_stride;
-                v0 = _mm512_maskz_loadu_ps(low, f);
-                v1 = _mm512_maskz_loadu_ps(high, f + 16);
+                v0 = as_packed(_mm512_maskz_loadu_ps(low, f), source);
+                v1 = as_packed(_mm512_maskz_loadu_ps(high, f + 16), source);
             }
             _mm512_store_ps(panel + p * 32, v0);
             _mm512_store_ps(panel + p * 32 + 16, v1);
@@ -119,8 +139,10 @@ TG_AVX512 static int pack_32(const void *src, int bf16, int64_t line_stride, int
         const __m512i index1 = _mm512_add_epi32(index0, _mm512_set1_epi32(16 * s));
         const float *f = src;
         for (int64_t p = 0; p < kc; p++) {
-            _mm512_store_ps(panel + p * 32, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, index0, f + p, 4));
-            _mm512_store_ps(panel + p * 32 + 16, _mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, index1, f + p, 4));
+            _mm512_store_ps(panel + p * 32,
+                            as_packed(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), low, index0, f + p, 4), source));
+            _mm512_store_ps(panel + p * 32 + 16,
+                            as_packed(_mm512_mask_i32gather_ps(_mm512_setzero_ps(), high, index1, f + p, 4), source));
         }
         return 1;
     }

@@ -17,12 +17,20 @@
 typedef void (*tg_gemm_micro_fn)(int64_t kc, const float *a_panel, const float *b_panel,
                                  float *c, int64_t ldc, int accumulate);
 
-/* Packs one micro-panel: count (<= mr or nr) lines of kc elements of a float32 or bfloat16
- * (bf16 != 0) matrix, element (line, p) at src[line*line_stride + p*p_stride], into
+/* What a packing reads: float32, bfloat16, or float32 rounded to bfloat16 precision as it
+ * is packed (round-to-nearest-even, NaN kept quiet; tg_gemm_set_bf16_operands). */
+typedef enum tg_gemm_source {
+    TG_GEMM_SOURCE_F32 = 0,
+    TG_GEMM_SOURCE_BF16 = 1,
+    TG_GEMM_SOURCE_F32_ROUNDED = 2,
+} tg_gemm_source;
+
+/* Packs one micro-panel: count (<= mr or nr) lines of kc elements of a matrix of `source`
+ * elements, element (line, p) at src[line*line_stride + p*p_stride], into
  * panel[p*width + line] (width = mr or nr), zeros past count. Returns 0 when it does
  * not handle these strides (the driver then packs with plain loops). */
-typedef int (*tg_gemm_pack_fn)(const void *src, int bf16, int64_t line_stride, int64_t p_stride, int64_t count,
-                               int64_t kc, float *panel);
+typedef int (*tg_gemm_pack_fn)(const void *src, tg_gemm_source source, int64_t line_stride, int64_t p_stride,
+                               int64_t count, int64_t kc, float *panel);
 
 typedef struct tg_gemm_kernel {
     const char *name;
