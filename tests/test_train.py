@@ -113,14 +113,16 @@ def test_resume_refuses_a_changed_config(small_fashion, tmp_path):
         train(config(small_fashion, str(tmp_path), train__epochs=2, optim__lr=0.1), resume=first.dir, progress=False)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_matches(small_fashion, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"train__bf16": True, "train__accumulate": 2, "train__ema_decay": 0.5,
+                                        "train__label_smoothing": 0.1}])
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches(small_fashion, tmp_path, extra):
     """An interrupt mid-epoch stops at a step boundary; resuming from there reproduces the
-    uninterrupted run's weights exactly."""
-    whole = train(config(small_fashion, str(tmp_path / "a"), train__epochs=2), progress=False)
+    uninterrupted run's weights exactly (also with bf16, accumulation and a weight EMA)."""
+    whole = train(config(small_fashion, str(tmp_path / "a"), train__epochs=2, **extra), progress=False)
     timer = threading.Timer(0.05, trugrade._C.interrupt)
     original = trugrade._C.Trainer.run_epoch
 
-    cfg = config(small_fashion, str(tmp_path / "b"), train__epochs=2)
+    cfg = config(small_fashion, str(tmp_path / "b"), train__epochs=2, **extra)
     import importlib
     train_module = importlib.import_module("trugrade.train")  # the module; trugrade.train is the function
     calls = {"n": 0}

@@ -374,3 +374,43 @@ def test_bf16_operand_rounding_is_round_to_nearest_even_like_torch():
     with _bf16_operands():
         out = trugrade.ops.linear(x, eye)
     np.testing.assert_array_equal(out, _round_bf16(x).numpy())
+
+
+def test_an_interrupt_waits_for_the_accumulation_window_and_resume_is_bit_identical():
+    """An interrupt mid-epoch stops as an accumulation window starts (no gradient pending);
+    the checkpoint tensors (EMA, live weights, optimizer) resume a bf16 run bit-identically."""
+    import threading
+    from trugrade.train import checkpoint_tensors, restore_checkpoint
+    images, labels = _float_data(64 * 8, seed=2)
+    options = dict(batch_size=8, accumulate=3, epochs=2, optimizer="sgd", lr=0.02, momentum=0.9, ema_decay=0.7,
+                   bf16=True, seed=5)
+
+    def fresh():
+        model = _smallcnn()
+        return model, _C.Trainer(model._c, images, labels, **options)
+
+    model_a, trainer_a = fresh()
+    trainer_a.run_epoch()
+    trainer_a.run_epoch()
+    model_b, trainer_b = fresh()
+    timer = threading.Timer(0.05, _C.interrupt)
+    timer.start()
+    try:
+        trainer_b.run_epoch(catch_sigint=False)
+        interrupted = False
+    except KeyboardInterrupt:
+        interrupted = True
+    timer.join()
+    step = trainer_b.progress()["step_in_epoch"]
+    if interrupted:
+        assert step % 3 == 0 and 0 < step < 64
+    tensors, counters = checkpoint_tensors(model_b, trainer_b)
+    model_c, trainer_c = fresh()
+    restore_checkpoint(model_c, trainer_c, tensors, counters)
+    while trainer_c.progress()["epoch"] < 2:
+        trainer_c.run_epoch()
+    final_a, _ = checkpoint_tensors(model_a, trainer_a)
+    final_c, _ = checkpoint_tensors(model_c, trainer_c)
+    assert set(final_a) == set(final_c)
+    for k in final_a:
+        np.testing.assert_array_equal(final_a[k], final_c[k], err_msg=k)

@@ -470,7 +470,9 @@ static tg_status run_epoch_steps(tg_trainer *t)
 tg_status tg_trainer_run_epoch(tg_trainer *t)
 {
     int previous = tg_gemm_set_bf16_operands(t->options.bf16);
+    t->model->graph.defer_interrupts = 1;   /* honoured as an accumulation window starts */
     tg_status status = run_epoch_steps(t);
+    t->model->graph.defer_interrupts = 0;
     tg_gemm_set_bf16_operands(previous);
     return status;
 }
