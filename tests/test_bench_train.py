@@ -1,4 +1,4 @@
-"""The training benchmarks: the train section's one-line JSON, bf16 refused with exit 2, the
+"""The training benchmarks: the train section's one-line JSON (float32 and bf16), the
 section parser (ops keeps working), and the PyTorch twins in bench/ being the same
 architectures as the zoo's (parameter counts), runnable for a couple of steps."""
 import importlib.util
@@ -34,10 +34,12 @@ def test_train_section_prints_one_json_line():
     assert result["peak_rss_mb"] > result["planned_mb"] > 0
 
 
-def test_train_bf16_is_refused_with_exit_2():
-    proc = _bench("train", "--arch", "smallcnn", "--bf16", "--json")
-    assert proc.returncode == 2
-    assert "bf16 is not supported" in proc.stderr
+def test_train_bf16_runs_and_says_so():
+    proc = _bench("train", "--arch", "smallcnn", "--in-channels", "1", "--size", "28", "--batch", "16",
+                  "--steps", "3", "--bf16", "--json")
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["bf16"] is True and result["images_per_second"] > 0
 
 
 def test_sections_take_their_own_options():

@@ -76,11 +76,13 @@ def test_a_run_produces_its_folder_metrics_checkpoints_and_report(small_fashion,
     assert meta["arch"] == "smallcnn" and json.loads(meta["normalization"])["mean"] == [0.286]
 
 
-def test_resume_after_sigkill_is_bit_identical(small_fashion, tmp_path):
+@pytest.mark.parametrize("ema_decay", [None, 0.9])
+def test_resume_after_sigkill_is_bit_identical(small_fashion, tmp_path, ema_decay):
     """A training process killed with SIGKILL in its second epoch, then resumed, ends with
-    the same losses and weights, bit for bit, as a run never interrupted."""
-    whole = train(config(small_fashion, str(tmp_path / "a")), progress=False)
-    cfg = config(small_fashion, str(tmp_path / "b"))
+    the same losses and weights, bit for bit, as a run never interrupted (with a weight EMA
+    too: its averages and the live weights both resume)."""
+    whole = train(config(small_fashion, str(tmp_path / "a"), train__ema_decay=ema_decay), progress=False)
+    cfg = config(small_fashion, str(tmp_path / "b"), train__ema_decay=ema_decay)
     script = (f"from trugrade.train import train; train({cfg!r}, progress=False)")
     proc = subprocess.Popen([sys.executable, "-c", script])
     metrics = tmp_path / "b" / "t" / "metrics.jsonl"
@@ -98,6 +100,7 @@ def test_resume_after_sigkill_is_bit_identical(small_fashion, tmp_path):
     assert [m["train_loss"] for m in resumed.metrics] == [m["train_loss"] for m in whole.metrics]
     a, _ = safetensors.load(whole.last_checkpoint)
     b, _ = safetensors.load(resumed.last_checkpoint)
+    assert set(a) == set(b) and (ema_decay is None) == ("trainer.live.conv1.weight" not in a)
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
     steps = [json.loads(line) for line in open(metrics) if '"loss"' in line and '"step"' in line]
@@ -110,14 +113,16 @@ def test_resume_refuses_a_changed_config(small_fashion, tmp_path):
         train(config(small_fashion, str(tmp_path), train__epochs=2, optim__lr=0.1), resume=first.dir, progress=False)
 
 
-def test_ctrl_c_saves_a_checkpoint_and_resume_matches(small_fashion, tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"train__bf16": True, "train__accumulate": 2, "train__ema_decay": 0.5,
+                                        "train__label_smoothing": 0.1}])
+def test_ctrl_c_saves_a_checkpoint_and_resume_matches(small_fashion, tmp_path, extra):
     """An interrupt mid-epoch stops at a step boundary; resuming from there reproduces the
-    uninterrupted run's weights exactly."""
-    whole = train(config(small_fashion, str(tmp_path / "a"), train__epochs=2), progress=False)
+    uninterrupted run's weights exactly (also with bf16, accumulation and a weight EMA)."""
+    whole = train(config(small_fashion, str(tmp_path / "a"), train__epochs=2, **extra), progress=False)
     timer = threading.Timer(0.05, trugrade._C.interrupt)
     original = trugrade._C.Trainer.run_epoch
 
-    cfg = config(small_fashion, str(tmp_path / "b"), train__epochs=2)
+    cfg = config(small_fashion, str(tmp_path / "b"), train__epochs=2, **extra)
     import importlib
     train_module = importlib.import_module("trugrade.train")  # the module; trugrade.train is the function
     calls = {"n": 0}

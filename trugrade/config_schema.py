@@ -550,13 +550,17 @@ SCHEMA = Section({
                                 "clip the global gradient norm to this, or null"),
         "grad_clip_value": Field(Nullable(Float(0.0, None, lo_open=True)), None,
                                  "clip every gradient element to [-value, value], or null"),
-        "accumulate": Field(Int(1, 1024), 1, "batches whose gradients are summed per optimizer step"),
-        "bf16": Field(Bool(), False, "bfloat16 mixed precision"),
+        "accumulate": Field(Int(1, 1024), 1, "batches whose mean gradient makes one optimizer step (windows restart "
+                                                 "each epoch)"),
+        "bf16": Field(Bool(), False, "bfloat16 mixed precision: conv/linear/matmul operands rounded to "
+                                      "bfloat16, float32 accumulation, weights, loss and optimizer"),
         "ema_decay": Field(Nullable(Float(0.0, 1.0, lo_open=True, hi_open=True)), None,
-                           "keep an exponential moving average of the weights with this decay, or null"),
+                           "keep an exponential moving average of the weights with this decay, or null; "
+                           "validation, the test and the checkpoints' weights use the average"),
         "label_smoothing": Field(Float(0.0, 1.0, hi_open=True), 0.0, "cross-entropy label smoothing"),
         "class_weights": Field(Nullable(OneOf(Str(choices=("auto",)), ListOf(Float(0.0, None, lo_open=True)))), None,
-                               "loss weight per class: null (all 1), auto (inverse class frequency) or a list "
+                               "loss weight per class: null (all 1), auto (inverse class frequency, "
+                               "scikit-learn's 'balanced') or a list "
                                "of num_classes numbers"),
         "val_every": Field(Int(1, 100000), 1, "epochs between validations"),
         "early_stopping": Field(Nullable(Section({

@@ -179,8 +179,9 @@ def create(name, loss=None, class_weights=None, upsample="transpose", **options)
     loss: {"dice": w, "focal": w, "wce" (or "ce"): w, "gamma": focal gamma (default 2),
     "alpha": focal alpha (the foreground classes' factor, 1 - alpha for class 0; None or
     absent: no alpha), "smooth": dice smoothing (default 1)}, the weighted sum of dice_loss,
-    softmax_focal_loss and cross_entropy (default: cross-entropy alone), and class_weights:
-    one per class for the cross-entropy term."""
+    softmax_focal_loss and cross_entropy (default: cross-entropy alone), class_weights:
+    one per class for the cross-entropy term, and label_smoothing (of the cross-entropy
+    term, torch's cross_entropy(label_smoothing=...))."""
     if upsample not in _UPSAMPLE_MODES:
         raise TrugradeValueError(f"upsample must be one of {sorted(_UPSAMPLE_MODES)}, got {upsample!r}")
     options["upsample"] = _UPSAMPLE_MODES[upsample]

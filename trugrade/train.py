@@ -186,6 +186,7 @@ def load_folder(cfg, check=True):
     out = {"train": datalib.Loader(dataset, split="train", pipeline=train_entries, sampler=cfg.data.sampler,
                                    **common)}
     out["train"].label_issue_source = (dataset, eval_entries, cfg.model.in_channels)  # for run_label_issues
+    out["train"].labels = np.array([s["label"] for s in dataset.split("train")], np.int64)  # class frequencies
     for name in ("val", "test"):
         if not dataset.split(name):
             continue
@@ -209,9 +210,6 @@ def augment_entries(cfg, training):
         name, params = item["name"], dict(item.get("params") or {})
         if not training and name not in AUGMENT_EVERY_SPLIT:
             continue
-        if name == "random_crop" and params.pop("padding", 0):
-            raise UnsupportedError("data.augment random_crop: padding is not supported; pad with letterbox or "
-                                   "use random_resized_crop")
         target, renames = AUGMENT_NAMES.get(name, (name, {}))
         entries.append({"name": target, **{renames.get(k, k): v for k, v in params.items()}})
     return entries
@@ -271,6 +269,49 @@ def normalization(cfg):
     return [0.0] * cfg.model.in_channels, [1.0] * cfg.model.in_channels
 
 
+# --------------------------------------------------------------------------- the model and its loss
+
+
+def balanced_class_weights(labels, num_classes):
+    """Inverse class frequency, scikit-learn's 'balanced': w_c = n / (num_classes * count_c);
+    a class absent from the labels counts as one sample."""
+    labels = np.asarray(labels, np.int64).reshape(-1)
+    counts = np.bincount(labels[(labels >= 0) & (labels < num_classes)], minlength=num_classes)[:num_classes]
+    return (len(labels) / (num_classes * np.maximum(counts, 1).astype(np.float64))).astype(np.float32)
+
+
+def classifier_loss(cfg, train_split):
+    """(loss terms, class weights or None, label smoothing) of a classifier from the config:
+    loss.name picks cross-entropy, focal, dice or their weighted combination; train.class_weights
+    (a list, or auto from the training split's labels) weights the cross-entropy term and
+    train.label_smoothing smooths it."""
+    terms, weighted = segmentation.loss_terms(cfg)
+    smoothing = float(cfg.train.label_smoothing)
+    has_ce = terms.get("ce", 0.0) > 0 or terms.get("wce", 0.0) > 0
+    if smoothing and not has_ce:
+        raise ConfigError(f"train.label_smoothing {smoothing} smooths the cross-entropy term but loss.name "
+                          f"{cfg.loss.name} has none; set train.label_smoothing 0 or add cross_entropy to the loss")
+    weights = cfg.train.class_weights
+    if weights is not None and not weighted:
+        raise ConfigError(f"train.class_weights weights the cross-entropy term but loss.name {cfg.loss.name} has "
+                          "none (combined: give it as wce); set train.class_weights null or use cross_entropy")
+    if weights == "auto":
+        labels = train_split[1] if isinstance(train_split, tuple) else train_split.labels
+        weights = balanced_class_weights(labels, cfg.model.num_classes)
+    elif weights is not None:
+        weights = np.asarray(weights, np.float32)
+    return terms, weights, smoothing
+
+
+def create_classifier(cfg, train_split):
+    """The config's classifier with its loss (see classifier_loss)."""
+    terms, weights, smoothing = classifier_loss(cfg, train_split)
+    size = cfg.model.input_size if isinstance(cfg.model.input_size, int) else cfg.model.input_size[0]
+    return models.create(cfg.model.arch, num_classes=cfg.model.num_classes, in_channels=cfg.model.in_channels,
+                         input_size=size, dropout=cfg.model.dropout, seed=cfg.train.seed, loss=terms,
+                         class_weights=weights, label_smoothing=smoothing)
+
+
 # --------------------------------------------------------------------------- checkpoints
 
 
@@ -282,12 +323,37 @@ def _fsync_folder(folder):
         os.close(fd)
 
 
+def checkpoint_tensors(model, trainer):
+    """The tensors of a checkpoint: the model's under their own names, the trainer's state
+    under trainer.*. With a weight EMA the model's names hold the EMA weights (what
+    evaluation, load_model and export use) and trainer.live.<name> the weights training
+    continues from."""
+    arrays, counters = trainer.state()
+    tensors = {k: np.asarray(v) for k, v in model.state_dict().items()}
+    for key in [k for k in arrays if k.startswith("ema.")]:
+        name = key[len("ema."):]
+        live = tensors[name]
+        tensors[f"trainer.live.{name}"] = live
+        tensors[name] = np.asarray(arrays.pop(key)).reshape(live.shape)
+    tensors.update({f"trainer.{k}": np.asarray(v) for k, v in arrays.items()})
+    return tensors, counters
+
+
+def restore_checkpoint(model, trainer, tensors, counters):
+    """Loads a checkpoint's weights and trainer state (the inverse of checkpoint_tensors)."""
+    live = {k[len("trainer.live."):]: v for k, v in tensors.items() if k.startswith("trainer.live.")}
+    arrays = {k[len("trainer."):]: v for k, v in tensors.items()
+              if k.startswith("trainer.") and not k.startswith("trainer.live.")}
+    weights = {k: v for k, v in tensors.items() if not k.startswith("trainer.")}
+    arrays.update({f"ema.{name}": np.ascontiguousarray(weights[name]).reshape(-1) for name in live})
+    model.load_state_dict({**weights, **live})
+    trainer.load_state(arrays, counters)
+
+
 def save_checkpoint(path, model, trainer, cfg, classes, extra=None):
     """Weights, buffers, optimizer state and counters in one safetensors file, written to a
     temporary name, fsynced, renamed, and the folder fsynced."""
-    arrays, counters = trainer.state()
-    tensors = {k: np.asarray(v) for k, v in model.state_dict().items()}
-    tensors.update({f"trainer.{k}": np.asarray(v) for k, v in arrays.items()})
+    tensors, counters = checkpoint_tensors(model, trainer)
     mean, std = normalization(cfg)
     metadata = {
         "format": "trugrade.checkpoint.v1", "trugrade_version": _version(), "config_hash": configlib.config_hash(cfg),
@@ -336,19 +402,21 @@ class _Progress:
             return
         self.bar = tqdm(total=self.steps, initial=done, desc=f"epoch {epoch + 1}/{self.epochs}", unit="step",
                         leave=True, dynamic_ncols=True)
+        self.epoch = epoch
         self.started, self.start_step = time.perf_counter(), done
 
     def update(self, p):
         if not self.bar:
             return
-        self.bar.n = p["step_in_epoch"]
+        # once the epoch is over the C loop's counters already point at the next one
+        step = self.steps if p["epoch"] > self.epoch else p["step_in_epoch"]
+        self.bar.n = step
         elapsed = time.perf_counter() - self.started
-        done = p["step_in_epoch"] - self.start_step
+        done = step - self.start_step
         rate = done * self.batch / elapsed if elapsed > 0 else 0.0
-        remaining_epochs = self.epochs - p["epoch"] - 1
+        remaining_epochs = self.epochs - self.epoch - 1
         step_time = elapsed / done if done else 0.0
-        eta = (self.steps - p["step_in_epoch"]) * step_time + remaining_epochs * (self.steps * step_time +
-                                                                                 self.val_seconds)
+        eta = (self.steps - step) * step_time + remaining_epochs * (self.steps * step_time + self.val_seconds)
         self.bar.set_postfix_str(f"loss {p['loss']:.4f} lr {p['lr']:.2e} {rate:,.0f} img/s eta {eta:,.0f}s",
                                  refresh=False)
         self.bar.refresh()
@@ -508,22 +576,10 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         splits, classes = segmentation.load_segmentation(cfg, seg_dataset, check=check_dataset)
     else:
         splits, classes = load_data(cfg) if data_format(cfg) == "idx" else load_folder(cfg, check=check_dataset)
-    if cfg.train.bf16:
-        raise UnsupportedError("train.bf16: bfloat16 mixed precision is not wired into the training loop of this "
-                               "build; set train.bf16 to false")
-    if cfg.train.ema_decay is not None:
-        raise UnsupportedError("train.ema_decay: weight EMA is not in this build's training loop; set it to null")
-    if seg_dataset is None and (cfg.train.label_smoothing or cfg.train.class_weights is not None or
-                                cfg.loss.name != "cross_entropy"):
-        raise UnsupportedError("loss: this build's classifiers train with plain cross-entropy; set "
-                               "train.label_smoothing 0, train.class_weights null and loss.name cross_entropy")
-    input_size = cfg.model.input_size
     if seg_dataset is not None:
         model = segmentation.create_model(cfg, seg_dataset)
     else:
-        model = models.create(cfg.model.arch, num_classes=cfg.model.num_classes, in_channels=cfg.model.in_channels,
-                              input_size=input_size if isinstance(input_size, int) else input_size[0],
-                              dropout=cfg.model.dropout, seed=cfg.train.seed)
+        model = create_classifier(cfg, splits["train"])
     if cfg.model.pretrained:
         model.load_state_dict(cfg.model.pretrained, strict=False)
     if cfg.model.freeze:
@@ -552,7 +608,8 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         decay_norm_and_bias=not o.no_decay_on_norm_and_bias, schedule=schedule, gamma=s.gamma,
         step_size=s.step_size, milestones=list(s.milestones), min_lr=s.min_lr, warmup_epochs=s.warmup_epochs,
         pct_start=s.pct_start, factor=s.factor, patience=s.patience, **({"max_lr": s.max_lr} if s.max_lr else {}),
-        mean=mean, std=std, pipeline=pipeline)
+        mean=mean, std=std, pipeline=pipeline, ema_decay=cfg.train.ema_decay,
+        bf16=cfg.train.bf16)
     for group in o.param_groups:
         if trainer.set_lr_scale(group["pattern"], group["lr"] / o.lr) == 0:
             raise ConfigError(f"optim.param_groups: pattern '{group['pattern']}' matches no parameter of "
@@ -562,9 +619,7 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
     stopper = cfg.train.early_stopping
     if resume:
         tensors, meta = load_checkpoint(os.path.join(checkpoints, LAST))
-        model.load_state_dict({k: v for k, v in tensors.items() if not k.startswith("trainer.")})
-        trainer.load_state({k[len("trainer."):]: v for k, v in tensors.items() if k.startswith("trainer.")},
-                           meta["counters"])
+        restore_checkpoint(model, trainer, tensors, meta["counters"])
         best_value, stale = meta.get("best_value"), int(meta.get("stale", 0))
         best_value = None if best_value in (None, "None") else float(best_value)
         _truncate_metrics(os.path.join(folder, "metrics.jsonl"), meta["counters"]["global_step"],
@@ -644,6 +699,8 @@ def train(config, overrides=(), preset=None, name=None, resume=None, progress=Tr
         raise
     if run.best_checkpoint is None and os.path.exists(os.path.join(checkpoints, BEST)):
         run.best_checkpoint = os.path.join(checkpoints, BEST)
+    if run.best_checkpoint:
+        trainer.set_ema_eval(False)  # the best checkpoint's weights are its EMA weights already
     if "test" in splits and seg_dataset is not None:
         _test_segmentation(run, trainer, model, splits, classes, recorder)
     elif "test" in splits:

@@ -434,9 +434,9 @@ static void gather_inputs(const tg_graph *graph, const tg_node *node, const tg_t
     for (int k = 0; k < node->n_in; k++) inputs[k] = node->in[k] >= 0 ? &graph->nodes[node->in[k]].value : NULL;
 }
 
-static tg_status check_interrupt(const tg_node *node, const char *phase)
+static tg_status check_interrupt(const tg_graph *graph, const tg_node *node, const char *phase)
 {
-    if (!tg_interrupt_pending()) return TG_STATUS_OK;
+    if (graph->defer_interrupts || !tg_interrupt_pending()) return TG_STATUS_OK;
     return tg_error(TG_STATUS_INTERRUPTED, "interrupted during %s before %s", phase, node->op->name);
 }
 
@@ -454,7 +454,7 @@ tg_status tg_graph_forward_to(tg_graph *graph, int training, tg_node_id last)
     for (int i = 0; i <= last && i < graph->n_nodes; i++) {
         tg_node *node = &graph->nodes[i];
         if (node->kind != TG_NODE_KIND_OP) continue;
-        TG_TRY(check_interrupt(node, "forward"));
+        TG_TRY(check_interrupt(graph, node, "forward"));
         const tg_tensor *inputs[TG_MAX_INPUTS];
         gather_inputs(graph, node, inputs);
         tg_op_io io = {
@@ -486,7 +486,7 @@ tg_status tg_graph_backward(tg_graph *graph)
     for (int j = graph->loss; j >= 0; j--) {
         tg_node *node = &graph->nodes[j];
         if (node->kind != TG_NODE_KIND_OP || !node->needs_grad) continue;
-        TG_TRY(check_interrupt(node, "backward"));
+        TG_TRY(check_interrupt(graph, node, "backward"));
         const tg_tensor *inputs[TG_MAX_INPUTS];
         tg_tensor *grads[TG_MAX_INPUTS];
         gather_inputs(graph, node, inputs);

@@ -68,6 +68,8 @@ typedef struct tg_graph {
     int training;           /* mode of the last forward, used by its backward */
     int last_phase;         /* 0: nothing ran since the plan; 1: forward; 2: forward and backward */
     int check_finite;       /* 1: forward stops at the first op whose float output is not finite */
+    int defer_interrupts;   /* 1: forward and backward run to the end despite an interrupt (the trainer
+                             * honours it between steps: a half-run step would leave its state changed) */
 } tg_graph;
 
 void tg_graph_init(tg_graph *graph);

@@ -252,14 +252,18 @@ static tg_status plan_transform(plan *p, int pos, const tg_augment_transform *t,
         break;
     }
     case TG_AUGMENT_KIND_RANDOM_CROP: {
-        if ((sh > h || sw > w) && !t->pad_if_needed)
+        /* NOTE: like torchvision's RandomCrop(padding=...), the image is first padded with
+         * `fill` by `padding` pixels on every side (padded size ph, pw), then a window of
+         * the output size is drawn uniformly inside it; offsets are in the unpadded image. */
+        int64_t pad = (int64_t)t->padding, ph = h + 2 * pad, pw = w + 2 * pad;
+        if ((sh > ph || sw > pw) && !t->pad_if_needed)
             return tg_error(TG_STATUS_CONFIG,
                             "transform %d (random_crop): size (%lld, %lld) is larger than the image (%lld, %lld) "
-                            "and pad_if_needed is false; crop smaller or set pad_if_needed",
-                            pos, (long long)sh, (long long)sw, (long long)h, (long long)w);
-        int64_t top = h >= sh ? tg_random_below(&r, h - sh + 1) : -tg_random_below(&r, sh - h + 1);
-        int64_t left = w >= sw ? tg_random_below(&r, w - sw + 1) : -tg_random_below(&r, sw - w + 1);
-        crop_geom(&g, h, w, top, left, sh, sw, t->fill);
+                            "with padding %lld and pad_if_needed is false; crop smaller or set pad_if_needed",
+                            pos, (long long)sh, (long long)sw, (long long)h, (long long)w, (long long)pad);
+        int64_t top = ph >= sh ? tg_random_below(&r, ph - sh + 1) : -tg_random_below(&r, sh - ph + 1);
+        int64_t left = pw >= sw ? tg_random_below(&r, pw - sw + 1) : -tg_random_below(&r, sw - pw + 1);
+        crop_geom(&g, h, w, top - pad, left - pad, sh, sw, t->fill);
         break;
     }
     case TG_AUGMENT_KIND_CENTER_CROP:

@@ -41,7 +41,7 @@ typedef enum tg_augment_kind {
     TG_AUGMENT_KIND_VFLIP,                 /* p */
     TG_AUGMENT_KIND_ROT90,                 /* p, k (allowed quarter turns, counter-clockwise like numpy.rot90) */
     TG_AUGMENT_KIND_RANDOM_RESIZED_CROP,   /* size, scale, ratio */
-    TG_AUGMENT_KIND_RANDOM_CROP,           /* size, pad_if_needed, fill */
+    TG_AUGMENT_KIND_RANDOM_CROP,           /* size, padding, pad_if_needed, fill */
     TG_AUGMENT_KIND_CENTER_CROP,           /* size */
     TG_AUGMENT_KIND_AFFINE,                /* degrees, translate, scale, shear, fill */
     TG_AUGMENT_KIND_RESIZE,                /* size */
@@ -70,6 +70,7 @@ typedef struct tg_augment_transform {
     double shear[4];                     /* affine: x range, y range, degrees */
     double fill;                         /* image value outside the source */
     double pad_if_needed;                /* random_crop: 1 pads a small image instead of failing */
+    double padding;                      /* random_crop: pixels of fill added on every side first */
     double k[3];                         /* rot90: allowed quarter turns (1..3) */
     int n_k;
     double brightness[2], contrast[2], saturation[2], hue[2];   /* jitter factor ranges */

@@ -40,6 +40,7 @@ static const param_spec rrc_params[] = {P_PROB, P_PAIR("size", size, PARAM_EXPAN
                                         P_PAIR("scale", scale, PARAM_EXPAND_NONE),
                                         P_PAIR("ratio", ratio, PARAM_EXPAND_NONE), P_END};
 static const param_spec random_crop_params[] = {P_PROB, P_PAIR("size", size, PARAM_EXPAND_DUP),
+                                                P_SCALAR("padding", padding),
                                                 P_SCALAR("pad_if_needed", pad_if_needed), P_SCALAR("fill", fill),
                                                 P_END};
 static const param_spec size_params[] = {P_PROB, P_PAIR("size", size, PARAM_EXPAND_DUP), P_END};
@@ -77,7 +78,7 @@ static const kind_info kinds[TG_AUGMENT_KIND_COUNT] = {
     [TG_AUGMENT_KIND_VFLIP] = {"vflip", flip_params, NAMES("p")},
     [TG_AUGMENT_KIND_ROT90] = {"rot90", rot90_params, NAMES("p", "k")},
     [TG_AUGMENT_KIND_RANDOM_RESIZED_CROP] = {"random_resized_crop", rrc_params, NAMES("p", "size", "scale", "ratio")},
-    [TG_AUGMENT_KIND_RANDOM_CROP] = {"random_crop", random_crop_params, NAMES("p", "size", "pad_if_needed", "fill")},
+    [TG_AUGMENT_KIND_RANDOM_CROP] = {"random_crop", random_crop_params, NAMES("p", "size", "padding", "pad_if_needed", "fill")},
     [TG_AUGMENT_KIND_CENTER_CROP] = {"center_crop", size_params, NAMES("p", "size")},
     [TG_AUGMENT_KIND_AFFINE] = {"affine", affine_params,
                                 NAMES("p", "degrees", "translate", "scale", "shear", "fill")},
@@ -258,6 +259,9 @@ static tg_status validate_transform(int pos, const tg_augment_transform *t)
         return check_range(pos, kind, "ratio", t->ratio, 0.0, inf, 1);
     case TG_AUGMENT_KIND_RANDOM_CROP:
         TG_TRY(check_size(pos, kind, t->size));
+        if (!(t->padding >= 0 && t->padding <= 1024) || !is_integer(t->padding))
+            return tg_error(TG_STATUS_CONFIG, "transform %d (%s): padding must be whole pixels in [0, 1024], got %g",
+                            pos, kind, t->padding);
         return check_flag(pos, kind, "pad_if_needed", t->pad_if_needed);
     case TG_AUGMENT_KIND_CENTER_CROP:
     case TG_AUGMENT_KIND_RESIZE:

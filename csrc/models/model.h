@@ -31,6 +31,7 @@ typedef struct tg_model_options {
      * + loss_focal * softmax_focal_loss(gamma = focal_gamma, alpha = focal_alpha); default 1, 0, 0
      * (plain cross-entropy), gamma 2, alpha -1 (none), smooth 1 */
     double loss_ce, loss_dice, loss_focal, focal_gamma, focal_alpha, dice_smooth;
+    double label_smoothing;                            /* of the cross-entropy term, in [0, 1); default 0 */
     int64_t n_class_weights;                           /* 0: none; else num_classes */
     float class_weights[TG_MODEL_MAX_CLASS_WEIGHTS];   /* cross-entropy weights, buffer "loss.class_weight" */
 } tg_model_options;

@@ -49,6 +49,7 @@ void tg_model_options_default(tg_model_options *options)
     options->focal_gamma = 2.0;
     options->focal_alpha = -1.0;
     options->dice_smooth = 1.0;
+    options->label_smoothing = 0.0;
     options->n_class_weights = 0;
 }
 
@@ -65,6 +66,11 @@ static tg_status check_loss_options(const char *arch, const tg_model_options *o)
                         "negative for none, got %g", arch, o->focal_alpha);
     if (!(o->dice_smooth >= 0.0))
         return tg_error(TG_STATUS_VALUE, "%s: dice smooth must be >= 0, got %g", arch, o->dice_smooth);
+    if (!(o->label_smoothing >= 0.0 && o->label_smoothing < 1.0))
+        return tg_error(TG_STATUS_VALUE, "%s: label_smoothing must be in [0, 1), got %g", arch, o->label_smoothing);
+    if (o->label_smoothing > 0.0 && !(o->loss_ce > 0.0))
+        return tg_error(TG_STATUS_VALUE, "%s: label_smoothing %g applies to the cross-entropy term, which this loss "
+                        "does not have; add a cross-entropy term or set label_smoothing 0", arch, o->label_smoothing);
     if (o->n_class_weights != 0 && o->n_class_weights != o->num_classes)
         return tg_error(TG_STATUS_VALUE, "%s: class_weights needs one weight per class (%lld), got %lld", arch,
                         (long long)o->num_classes, (long long)o->n_class_weights);
@@ -106,7 +112,10 @@ static tg_node_id build_loss(tg_builder *b, tg_model *model, const tg_model_opti
             for (int64_t k = 0; k < o->n_class_weights; k++) data[k] = o->class_weights[k];
         }
         tg_node_id in[3] = {model->output, model->target, weight};
-        loss = add_loss_term(b, loss, tg_build_op(b, "cross_entropy", in, 3, 0, NULL, NULL), o->loss_ce);
+        static const char *const keys[] = {"label_smoothing"};
+        int n_attrs = o->label_smoothing > 0.0 ? 1 : 0;
+        loss = add_loss_term(b, loss, tg_build_op(b, "cross_entropy", in, 3, n_attrs, keys, &o->label_smoothing),
+                             o->loss_ce);
     }
     if (o->loss_dice > 0.0) {
         static const char *const keys[] = {"smooth"};

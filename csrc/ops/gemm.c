@@ -19,6 +19,7 @@
 #include "gemm.h"
 
 #include <cblas.h>
+#include <immintrin.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,10 @@ static const tg_gemm_kernel kernel_portable = {
 /* ---- one-time choices: kernel and backend ---- */
 
 static pthread_once_t choice_once = PTHREAD_ONCE_INIT;
+static int round_operands_bf16;               /* tg_gemm_set_bf16_operands */
+static void round_to_bf16_portable(float *restrict x, int64_t n);
+static void round_to_bf16_avx512(float *restrict x, int64_t n);
+static void (*round_to_bf16)(float *restrict x, int64_t n) = round_to_bf16_portable;   /* of this CPU */
 static const tg_gemm_kernel *best_kernel;     /* of this CPU */
 static const tg_gemm_kernel *chosen_kernel;   /* best_kernel, or the portable one on request */
 static int use_openblas;
@@ -81,6 +86,7 @@ static void free_buffers(void *ptr)
 static void choose_once(void)
 {
     best_kernel = __builtin_cpu_supports("avx512f") ? tg_gemm_kernel_avx512() : &kernel_portable;
+    round_to_bf16 = __builtin_cpu_supports("avx512f") ? round_to_bf16_avx512 : round_to_bf16_portable;
     const char *env = getenv("TRUGRADE_GEMM");
     use_openblas = env && strcmp(env, "openblas") == 0;
     chosen_kernel = env && strcmp(env, "portable") == 0 ? &kernel_portable : best_kernel;
@@ -123,6 +129,7 @@ typedef struct gemm_matrix {
 typedef struct gemm_job {
     const tg_gemm_kernel *kernel;
     int bf16;              /* A and B hold tg_bf16 */
+    int round_bf16;        /* float32 A and B: round each element to bfloat16 as it is packed */
     int64_t m, n, k;
     gemm_matrix a;         /* [m, k] */
     gemm_matrix b;         /* [k, n] */
@@ -141,6 +148,43 @@ static inline float element(const gemm_matrix *x, int bf16, int64_t offset)
     return bf16 ? tg_bf16_to_f32(((const tg_bf16 *)x->data)[offset]) : ((const float *)x->data)[offset];
 }
 
+/* Rounds n float32 values in place to bfloat16 precision (round-to-nearest-even, NaN
+ * kept quiet: the bits of tg_bf16_from_f32 widened back), in a form compilers vectorize. */
+static void round_to_bf16_portable(float *restrict x, int64_t n)
+{
+    uint32_t *restrict bits = (uint32_t *)x;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t b = bits[i];
+        uint32_t rounded = (b + 0x7fffu + ((b >> 16) & 1u)) & 0xffff0000u;
+        uint32_t nan = (b & 0xffff0000u) | 0x00400000u;
+        bits[i] = (b & 0x7fffffffu) > 0x7f800000u ? nan : rounded;
+    }
+}
+
+/* The same 16 lanes at a time (AVX-512 CPUs only; chosen in choose_once). */
+__attribute__((target("avx512f,avx512bw,avx512vl,fma"))) static void round_to_bf16_avx512(float *restrict x, int64_t n)
+{
+    const __m512i low_bias = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1);
+    const __m512i high = _mm512_set1_epi32((int)0xffff0000u), magnitude = _mm512_set1_epi32(0x7fffffff);
+    const __m512i infinity = _mm512_set1_epi32(0x7f800000), quiet = _mm512_set1_epi32(0x00400000);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        __m512i b = _mm512_loadu_si512((const void *)(x + i));
+        __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(b, 16), one);
+        __m512i rounded = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(b, low_bias), lsb), high);
+        __mmask16 nan = _mm512_cmpgt_epu32_mask(_mm512_and_si512(b, magnitude), infinity);
+        __m512i quieted = _mm512_or_si512(_mm512_and_si512(b, high), quiet);
+        _mm512_storeu_si512((void *)(x + i), _mm512_mask_blend_epi32(nan, rounded, quieted));
+    }
+    round_to_bf16_portable(x + i, n - i);
+}
+
+static inline float element_rounded(const gemm_job *job, const gemm_matrix *x, int64_t offset)
+{
+    float v = element(x, job->bf16, offset);
+    return job->round_bf16 ? tg_bf16_to_f32(tg_bf16_from_f32(v)) : v;
+}
+
 static inline const void *element_address(const gemm_matrix *x, int bf16, int64_t offset)
 {
     return bf16 ? (const void *)((const tg_bf16 *)x->data + offset) : (const void *)((const float *)x->data + offset);
@@ -152,8 +196,10 @@ static void pack_a(const gemm_job *job, int64_t i0, int64_t mc, int64_t p0, int6
     const int mr = job->kernel->mr;
     const int64_t rs = job->a.rs, cs = job->a.cs;
     if (job->kernel->pack_a &&
-        job->kernel->pack_a(element_address(&job->a, job->bf16, i0 * rs + p0 * cs), job->bf16, rs, cs, mc, kc, dst))
+        job->kernel->pack_a(element_address(&job->a, job->bf16, i0 * rs + p0 * cs), job->bf16, rs, cs, mc, kc, dst)) {
+        if (job->round_bf16) round_to_bf16(dst, round_up(mc, mr) * kc);
         return;
+    }
     for (int64_t ir = 0; ir < mc; ir += mr) {
         int64_t rows = mc - ir < mr ? mc - ir : mr;
         float *restrict panel = dst + ir * kc;   /* [kc][mr] */
@@ -171,6 +217,7 @@ static void pack_a(const gemm_job *job, int64_t i0, int64_t mc, int64_t p0, int6
             for (int64_t r = 0; r < rows; r++)
                 for (int64_t p = 0; p < kc; p++) panel[p * mr + r] = element(&job->a, job->bf16, origin + r * rs + p * cs);
         }
+        if (job->round_bf16) round_to_bf16(panel, kc * mr);
     }
 }
 
@@ -180,8 +227,10 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
     const int nr = job->kernel->nr;
     const int64_t rs = job->b.rs, cs = job->b.cs;
     if (job->kernel->pack_b &&
-        job->kernel->pack_b(element_address(&job->b, job->bf16, p0 * rs + j0 * cs), job->bf16, cs, rs, nc, kc, dst))
+        job->kernel->pack_b(element_address(&job->b, job->bf16, p0 * rs + j0 * cs), job->bf16, cs, rs, nc, kc, dst)) {
+        if (job->round_bf16) round_to_bf16(dst, round_up(nc, nr) * kc);
         return;
+    }
     for (int64_t jr = 0; jr < nc; jr += nr) {
         int64_t cols = nc - jr < nr ? nc - jr : nr;
         float *restrict panel = dst + jr * kc;   /* [kc][nr] */
@@ -203,6 +252,7 @@ static void pack_b(const gemm_job *job, int64_t p0, int64_t kc, int64_t j0, int6
             for (int64_t j = 0; j < cols; j++)
                 for (int64_t p = 0; p < kc; p++) panel[p * nr + j] = element(&job->b, job->bf16, origin + j * cs + p * rs);
         }
+        if (job->round_bf16) round_to_bf16(panel, kc * nr);
     }
 }
 
@@ -236,8 +286,8 @@ static void gemm_unpacked(const gemm_job *job, int64_t i0, int64_t i1, int64_t j
                 int64_t kc = job->k - pc < job->kc ? job->k - pc : job->kc;
                 float sum = 0.0f;
                 for (int64_t p = pc; p < pc + kc; p++)
-                    sum += element(&job->a, job->bf16, i * job->a.rs + p * job->a.cs) *
-                           element(&job->b, job->bf16, p * job->b.rs + j * job->b.cs);
+                    sum += element_rounded(job, &job->a, i * job->a.rs + p * job->a.cs) *
+                           element_rounded(job, &job->b, p * job->b.rs + j * job->b.cs);
                 *out = (job->beta_zero && pc == 0) ? sum : *out + sum;
             }
         }
@@ -358,7 +408,7 @@ static void gemm_run(int bf16, int trans_a, int trans_b, int64_t m, int64_t n, i
     }
     const tg_gemm_kernel *kernel = chosen_kernel;
     gemm_job job = {
-        .kernel = kernel, .bf16 = bf16, .m = m, .n = n, .k = k,
+        .kernel = kernel, .bf16 = bf16, .round_bf16 = !bf16 && round_operands_bf16, .m = m, .n = n, .k = k,
         .a = {a, trans_a ? 1 : lda, trans_a ? lda : 1},
         .b = {b, trans_b ? 1 : ldb, trans_b ? ldb : 1},
         .c = c, .ldc = ldc, .beta_zero = beta == 0.0f,
@@ -418,6 +468,15 @@ tg_gemm_backend tg_gemm_backend_set(tg_gemm_backend backend)
     return previous;
 }
 
+int tg_gemm_set_bf16_operands(int on)
+{
+    int previous = round_operands_bf16;
+    round_operands_bf16 = on != 0;
+    return previous;
+}
+
+int tg_gemm_bf16_operands(void) { return round_operands_bf16; }
+
 const char *tg_gemm_kernel_name(void)
 {
     pthread_once(&choice_once, choose_once);
@@ -429,7 +488,8 @@ void tg_gemm_f32(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                  float beta, float *c, int64_t ldc)
 {
     pthread_once(&choice_once, choose_once);
-    if (use_openblas && m > 0 && n > 0 && k > 0) {
+    /* NOTE: operands rounded to bfloat16 take the packed path (OpenBLAS would see them unrounded) */
+    if (use_openblas && !round_operands_bf16 && m > 0 && n > 0 && k > 0) {
         openblas_f32(trans_a, trans_b, m, n, k, a, lda, b, ldb, beta, c, ldc);
         return;
     }

@@ -22,6 +22,15 @@ void tg_gemm_bf16(int trans_a, int trans_b, int64_t m, int64_t n, int64_t k,
                   const tg_bf16 *a, int64_t lda, const tg_bf16 *b, int64_t ldb,
                   float beta, float *c, int64_t ldc);
 
+/* Mixed precision for float32 callers: while on, tg_gemm_f32 rounds every element of A
+ * and B to bfloat16 (round-to-nearest-even, as a cast to torch.bfloat16 does) as it
+ * packs them, and accumulates in float32: conv, linear and matmul then compute like
+ * PyTorch's bfloat16 autocast (before autocast rounds the output to bfloat16; C stays
+ * float32 here). Global like the backend: the trainer turns it on around the steps of a
+ * train.bf16 run. Returns the previous setting. */
+int tg_gemm_set_bf16_operands(int on);
+int tg_gemm_bf16_operands(void);
+
 typedef enum tg_gemm_backend {
     TG_GEMM_BACKEND_AUTO = 0,   /* our packed GEMM with the best micro-kernel of this CPU */
     TG_GEMM_BACKEND_PORTABLE,   /* our packed GEMM with the portable micro-kernel */

@@ -50,7 +50,7 @@ static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
 {
     static char *keywords[] = {"arch", "num_classes", "in_channels", "input_size", "dropout", "small_input", "seed",
                                "drop_path", "encoder", "upsample", "loss_ce", "loss_dice", "loss_focal", "focal_gamma",
-                               "class_weights", "focal_alpha", "dice_smooth", NULL};
+                               "class_weights", "focal_alpha", "dice_smooth", "label_smoothing", NULL};
     const char *arch, *encoder = "";
     PyObject *class_weights = NULL;
     tg_model_options options;
@@ -59,11 +59,11 @@ static int model_init(PyObject *self, PyObject *args, PyObject *kwargs)
     int small_input = options.small_input;
     unsigned long long seed = 0;
     double dropout = options.dropout, drop_path = options.drop_path;
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiKdsiddddOdd", keywords, &arch, &num_classes, &in_channels,
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "s|LLLdiKdsiddddOddd", keywords, &arch, &num_classes, &in_channels,
                                      &input_size, &dropout, &small_input, &seed, &drop_path, &encoder,
                                      &options.upsample, &options.loss_ce, &options.loss_dice, &options.loss_focal,
                                      &options.focal_gamma, &class_weights, &options.focal_alpha,
-                                     &options.dice_smooth))
+                                     &options.dice_smooth, &options.label_smoothing))
         return -1;
     if (strlen(encoder) >= sizeof options.encoder) {
         PyErr_Format(PyExc_ValueError, "encoder '%s' is unknown; use resnet18, resnet34 or resnet50", encoder);
@@ -328,13 +328,13 @@ static PyObject *model_get_options(PyObject *self, void *closure)
         PyList_SET_ITEM(weights, (Py_ssize_t)i, w);
     }
     if (!weights) return NULL;
-    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K,s:d,s:s,s:i,s:d,s:d,s:d,s:d,s:d,s:d,s:N}", "num_classes",
+    return Py_BuildValue("{s:L,s:L,s:L,s:d,s:i,s:K,s:d,s:s,s:i,s:d,s:d,s:d,s:d,s:d,s:d,s:d,s:N}", "num_classes",
                          (long long)o->num_classes, "in_channels", (long long)o->in_channels, "input_size",
                          (long long)o->input_size, "dropout", o->dropout, "small_input", o->small_input, "seed",
                          (unsigned long long)o->seed, "drop_path", o->drop_path, "encoder", o->encoder, "upsample",
                          o->upsample, "loss_ce", o->loss_ce, "loss_dice", o->loss_dice, "loss_focal", o->loss_focal,
                          "focal_gamma", o->focal_gamma, "focal_alpha", o->focal_alpha, "dice_smooth", o->dice_smooth,
-                         "class_weights", weights);
+                         "label_smoothing", o->label_smoothing, "class_weights", weights);
 }
 
 /* ranges: a writable float32 numpy array [n_nodes, 2]; -1 with an exception otherwise. */
@@ -478,7 +478,7 @@ PyTypeObject tg_py_model_type = {
     .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
     .tp_doc = "Model(arch, num_classes=1000, in_channels=3, input_size=224, dropout=-1, small_input=-1, seed=0, "
               "drop_path=-1, encoder='', upsample=0, loss_ce=1, loss_dice=0, loss_focal=0, focal_gamma=2, "
-              "class_weights=None, focal_alpha=-1, dice_smooth=1)",
+              "class_weights=None, focal_alpha=-1, dice_smooth=1, label_smoothing=0)",
     .tp_methods = model_methods,
     .tp_getset = model_getset,
     .tp_init = model_init,

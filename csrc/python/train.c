@@ -10,6 +10,7 @@
 #include "../core/threads.h"
 #include "../data/augment.h"
 #include "../data/loader.h"
+#include "../ops/gemm.h"
 #include "../train/trainer.h"
 #include "binding.h"
 
@@ -194,11 +195,15 @@ static int trainer_init(PyObject *self, PyObject *args, PyObject *kwargs)
     if (kwargs && (v = PyDict_GetItemString(kwargs, "accumulate"))) options.accumulate = PyLong_AsLongLong(v);
     options.grad_clip_norm = dict_double(kwargs, "grad_clip_norm", 0.0);
     options.grad_clip_value = dict_double(kwargs, "grad_clip_value", 0.0);
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "ema_decay")) && v != Py_None) options.ema_decay = PyFloat_AsDouble(v);
+    if (kwargs && (v = PyDict_GetItemString(kwargs, "bf16"))) options.bf16 = PyObject_IsTrue(v);
     double lr = dict_double(kwargs, "lr", 0.01);
     if (PyErr_Occurred()) return -1;
     tg_optim_config optim;
     tg_schedule_config schedule;
     int64_t steps = options.batch_size > 0 ? (source.size + options.batch_size - 1) / options.batch_size : 1;
+    /* the schedule counts optimizer steps: one per accumulation window (windows restart each epoch) */
+    if (options.accumulate > 1) steps = (steps + options.accumulate - 1) / options.accumulate;
     if (parse_optimizer(kwargs, &optim) != 0 || parse_schedule(kwargs, &schedule, lr, steps, options.epochs) != 0)
         return -1;
     tg_model *m = tg_py_model_of(model);
@@ -245,11 +250,14 @@ static PyObject *trainer_run_epoch(PyObject *self, PyObject *args, PyObject *kwa
     return PyFloat_FromDouble(p->loss_sum / (double)p->steps_per_epoch);
 }
 
-static PyObject *trainer_evaluate(PyObject *self, PyObject *args)
+static PyObject *trainer_evaluate(PyObject *self, PyObject *args, PyObject *kwargs)
 {
+    static char *keywords[] = {"images", "labels", "ema", NULL};
     TrainerObject *t = (TrainerObject *)self;
-    PyObject *images_obj, *labels_obj;
-    if (!PyArg_ParseTuple(args, "OO", &images_obj, &labels_obj)) return NULL;
+    PyObject *images_obj, *labels_obj, *ema = Py_None;
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "OO|O", keywords, &images_obj, &labels_obj, &ema)) return NULL;
+    int ema_eval = t->trainer.ema_eval;
+    if (ema != Py_None) t->trainer.ema_eval = PyObject_IsTrue(ema);
     tg_tensor images, labels, logits;
     if (tg_py_tensor_from_object(images_obj, &images, "images") != 0) return NULL;
     if (tg_py_tensor_from_object(labels_obj, &labels, "labels") != 0) {
@@ -276,6 +284,7 @@ static PyObject *trainer_evaluate(PyObject *self, PyObject *args)
         Py_BEGIN_ALLOW_THREADS
         status = tg_trainer_evaluate(&t->trainer, &source, logits.data, &loss);
         Py_END_ALLOW_THREADS
+        t->trainer.ema_eval = ema_eval;
         tg_py_interruptible_end(&sigint);
         if (status != TG_STATUS_OK) tg_tensor_free(&logits);
     }
@@ -329,11 +338,23 @@ static PyObject *trainer_step_log(PyObject *self, PyObject *unused)
 }
 
 /* Everything beyond the model's own tensors that a bit-identical resume needs:
- * ({"optim.m.<param>": array, "optim.v.<param>": array}, {counter: value}). */
+ * ({"optim.m.<param>": array, "optim.v.<param>": array, "ema.<tensor>": array with an
+ * EMA}, {counter: value}). */
 static PyObject *trainer_state(PyObject *self, PyObject *unused)
 {
-    const tg_trainer *t = &((TrainerObject *)self)->trainer;
+    tg_trainer *t = &((TrainerObject *)self)->trainer;
     PyObject *arrays = PyDict_New();
+    for (int i = 0; arrays && i < t->n_ema; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "ema.%s", t->ema[i].name);
+        PyObject *array = float_array(t->ema[i].average, tg_tensor_numel(t->ema[i].value));
+        if (!array || PyDict_SetItemString(arrays, key, array) != 0) {
+            Py_XDECREF(array);
+            Py_DECREF(arrays);
+            return NULL;
+        }
+        Py_DECREF(array);
+    }
     for (int i = 0; arrays && i < t->optimizer.n_slots; i++) {
         const tg_optim_slot *slot = &t->optimizer.slots[i];
         int64_t n = tg_tensor_numel(slot->param);
@@ -408,6 +429,20 @@ static PyObject *trainer_load_state(PyObject *self, PyObject *args)
             if (!ok) return PyErr_Format(PyExc_ValueError, "optimizer state '%s' does not fit its parameter", key);
         }
     }
+    for (int i = 0; i < t->n_ema; i++) {
+        char key[300];
+        snprintf(key, sizeof key, "ema.%s", t->ema[i].name);
+        PyObject *value = PyDict_GetItemString(arrays, key);
+        if (!value)
+            return PyErr_Format(PyExc_ValueError, "trainer state has no '%s' (a checkpoint of a run without "
+                                "train.ema_decay?)", key);
+        tg_tensor src;
+        if (tg_py_tensor_from_object(value, &src, key) != 0) return NULL;
+        int ok = src.dtype == TG_DTYPE_F32 && tg_tensor_numel(&src) == tg_tensor_numel(t->ema[i].value);
+        if (ok) memcpy(t->ema[i].average, src.data, tg_tensor_nbytes(&src));
+        tg_tensor_free(&src);
+        if (!ok) return PyErr_Format(PyExc_ValueError, "EMA state '%s' does not fit its tensor", key);
+    }
     tg_train_progress *p = &t->progress;
     p->epoch = (int64_t)values[0];
     p->step_in_epoch = (int64_t)values[1];
@@ -426,20 +461,48 @@ static PyObject *trainer_load_state(PyObject *self, PyObject *args)
     Py_RETURN_NONE;
 }
 
+static PyObject *trainer_set_ema_eval(PyObject *self, PyObject *flag)
+{
+    int value = PyObject_IsTrue(flag);
+    if (value < 0) return NULL;
+    ((TrainerObject *)self)->trainer.ema_eval = value;
+    Py_RETURN_NONE;
+}
+
 static PyObject *trainer_set_lr_scale(PyObject *self, PyObject *args)
 {
     return tg_py_optimizer_set_lr_scale(&((TrainerObject *)self)->trainer.optimizer, args);
 }
 
+/* {name: EMA array} (empty without an EMA). */
+static PyObject *trainer_ema_weights(PyObject *self, PyObject *unused)
+{
+    tg_trainer *t = &((TrainerObject *)self)->trainer;
+    PyObject *dict = PyDict_New();
+    for (int i = 0; dict && i < t->n_ema; i++) {
+        PyObject *array = float_array(t->ema[i].average, tg_tensor_numel(t->ema[i].value));
+        if (!array || PyDict_SetItemString(dict, t->ema[i].name, array) != 0) {
+            Py_XDECREF(array);
+            Py_DECREF(dict);
+            return NULL;
+        }
+        Py_DECREF(array);
+    }
+    return dict;
+}
+
 static PyMethodDef trainer_methods[] = {
+    {"ema_weights", trainer_ema_weights, METH_NOARGS, "ema_weights() -> {name: flat float32 EMA array}"},
     {"set_lr_scale", trainer_set_lr_scale, METH_VARARGS, "set_lr_scale(glob, scale) -> parameters matched"},
     {"step_log", trainer_step_log, METH_NOARGS, "step_log() -> (losses, lrs) of this epoch's batches"},
     {"state", trainer_state, METH_NOARGS, "state() -> (optimizer arrays, counters) for checkpoints"},
     {"load_state", trainer_load_state, METH_VARARGS, "load_state(arrays, counters): resume"},
     {"run_epoch", (PyCFunction)(void (*)(void))trainer_run_epoch, METH_VARARGS | METH_KEYWORDS,
      "run_epoch(catch_sigint=True) -> mean training loss of the epoch"},
-    {"evaluate", trainer_evaluate, METH_VARARGS,
-     "evaluate(images, labels or masks) -> (logits [N, classes] or [N, classes, H, W], mean loss)"},
+    {"evaluate", (PyCFunction)(void (*)(void))trainer_evaluate, METH_VARARGS | METH_KEYWORDS,
+     "evaluate(images, labels or masks, ema=None) -> (logits [N, classes] or [N, classes, H, W], mean loss); "
+     "ema: on the EMA weights (None: as set by set_ema_eval, True by default when the trainer keeps one)"},
+    {"set_ema_eval", trainer_set_ema_eval, METH_O, "set_ema_eval(flag): evaluate on the EMA weights or the live ones"},
     {"progress", trainer_progress, METH_NOARGS, "progress() -> dict (safe while run_epoch runs in another thread)"},
     {"observe", trainer_observe, METH_O, "observe(metric): feed reduce-on-plateau"},
     {NULL, NULL, 0, NULL},
@@ -464,7 +527,17 @@ static PyObject *py_interrupt(PyObject *self, PyObject *unused)
     Py_RETURN_NONE;
 }
 
+static PyObject *py_set_bf16_operands(PyObject *self, PyObject *flag)
+{
+    int on = PyObject_IsTrue(flag);
+    if (on < 0) return NULL;
+    return PyBool_FromLong(tg_gemm_set_bf16_operands(on));
+}
+
 PyMethodDef tg_py_train_methods[] = {
     {"interrupt", py_interrupt, METH_NOARGS, "interrupt(): ask running C work to stop at the next step"},
+    {"set_bf16_operands", py_set_bf16_operands, METH_O,
+     "set_bf16_operands(flag) -> previous: conv/linear/matmul round their operands to bfloat16 and accumulate in "
+     "float32 (the mixed precision of train.bf16; a Trainer with bf16=True sets it around its own steps)"},
     {NULL, NULL, 0, NULL},
 };

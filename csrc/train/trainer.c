@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../core/threads.h"
+#include "../ops/gemm.h"
 
 /* ---- the in-memory source ---- */
 
@@ -199,6 +200,95 @@ void tg_epoch_order(uint64_t seed, int64_t epoch, int64_t n, int shuffle, int64_
     }
 }
 
+/* ---- weight EMA ---- */
+
+#define TG_EMA_GRAIN 16384
+
+static int ema_tracks(const tg_node *node)
+{
+    if (node->value.dtype != TG_DTYPE_F32) return 0;
+    if (node->kind == TG_NODE_KIND_PARAM) return 1;
+    return node->kind == TG_NODE_KIND_BUFFER && strncmp(node->name, "loss.", 5) != 0;
+}
+
+static tg_status ema_init(tg_trainer *t)
+{
+    tg_graph *g = &t->model->graph;
+    size_t floats = 0;
+    int count = 0;
+    for (int i = 0; i < g->n_nodes; i++)
+        if (ema_tracks(&g->nodes[i])) {
+            count++;
+            floats += (size_t)tg_tensor_numel(&g->nodes[i].value);
+        }
+    t->ema = calloc((size_t)(count ? count : 1), sizeof *t->ema);
+    t->ema_block = tg_aligned_alloc((floats ? floats : 1) * sizeof(float));
+    if (!t->ema || !t->ema_block)
+        return tg_error(TG_STATUS_NOMEM, "training: out of memory for the weight EMA (%zu floats)", floats);
+    float *cursor = t->ema_block;
+    for (int i = 0; i < g->n_nodes; i++) {
+        tg_node *node = &g->nodes[i];
+        if (!ema_tracks(node)) continue;
+        tg_ema_slot *slot = &t->ema[t->n_ema++];
+        slot->value = &node->value;
+        slot->average = cursor;
+        slot->name = node->name;
+        cursor += tg_tensor_numel(&node->value);
+    }
+    t->ema_eval = 1;
+    tg_trainer_ema_reset(t);
+    return TG_STATUS_OK;
+}
+
+void tg_trainer_ema_reset(tg_trainer *t)
+{
+    for (int i = 0; i < t->n_ema; i++)
+        memcpy(t->ema[i].average, t->ema[i].value->data, tg_tensor_nbytes(t->ema[i].value));
+}
+
+typedef struct ema_ctx {
+    float *average;          /* [n] */
+    float *value;            /* [n] */
+    float keep_out;          /* 1 - decay */
+} ema_ctx;
+
+static void ema_update_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    const ema_ctx *c = arg;
+    float *restrict a = c->average;
+    const float *restrict v = c->value;
+    const float k = c->keep_out;
+    for (int64_t i = begin; i < end; i++) a[i] += k * (v[i] - a[i]);
+}
+
+static void ema_swap_range(void *arg, int64_t begin, int64_t end, int thread_index)
+{
+    const ema_ctx *c = arg;
+    float *restrict a = c->average, *restrict v = c->value;
+    for (int64_t i = begin; i < end; i++) {
+        float x = a[i];
+        a[i] = v[i];
+        v[i] = x;
+    }
+}
+
+static void ema_update(tg_trainer *t)
+{
+    for (int i = 0; i < t->n_ema; i++) {
+        ema_ctx c = {.average = t->ema[i].average, .value = t->ema[i].value->data,
+                     .keep_out = (float)(1.0 - t->options.ema_decay)};
+        tg_parallel_for(tg_tensor_numel(t->ema[i].value), TG_EMA_GRAIN, ema_update_range, &c);
+    }
+}
+
+void tg_trainer_ema_swap(tg_trainer *t)
+{
+    for (int i = 0; i < t->n_ema; i++) {
+        ema_ctx c = {.average = t->ema[i].average, .value = t->ema[i].value->data};
+        tg_parallel_for(tg_tensor_numel(t->ema[i].value), TG_EMA_GRAIN, ema_swap_range, &c);
+    }
+}
+
 /* ---- trainer ---- */
 
 tg_status tg_trainer_init(tg_trainer *t, tg_model *model, const tg_optim_config *optim,
@@ -206,6 +296,9 @@ tg_status tg_trainer_init(tg_trainer *t, tg_model *model, const tg_optim_config 
                           const tg_batch_source *train)
 {
     memset(t, 0, sizeof *t);
+    if (!(options->ema_decay >= 0.0 && options->ema_decay < 1.0))
+        return tg_error(TG_STATUS_CONFIG, "training: ema_decay must be in (0, 1), or 0 for no EMA; got %g",
+                        options->ema_decay);
     if (options->batch_size < 1 || options->epochs < 1 || options->accumulate < 1)
         return tg_error(TG_STATUS_CONFIG, "training: batch_size, epochs and accumulate must be >= 1 (got %lld, %lld, %lld)",
                         (long long)options->batch_size, (long long)options->epochs, (long long)options->accumulate);
@@ -241,6 +334,13 @@ tg_status tg_trainer_init(tg_trainer *t, tg_model *model, const tg_optim_config 
         return tg_error(TG_STATUS_NOMEM, "training: out of memory for batch buffers");
     }
     t->progress.steps_per_epoch = steps;
+    if (options->ema_decay > 0.0) {
+        tg_status status = ema_init(t);
+        if (status != TG_STATUS_OK) {
+            tg_trainer_free(t);
+            return status;
+        }
+    }
     return TG_STATUS_OK;
 }
 
@@ -253,6 +353,8 @@ void tg_trainer_free(tg_trainer *t)
     free(t->batch_indices);
     free(t->step_losses);
     free(t->step_lrs);
+    free(t->ema);
+    tg_aligned_free(t->ema_block);
     memset(t, 0, sizeof *t);
 }
 
@@ -286,7 +388,7 @@ static tg_status ensure_training_plan(tg_trainer *t)
     return tg_graph_plan(g, t->model->loss, NULL);
 }
 
-tg_status tg_trainer_run_epoch(tg_trainer *t)
+static tg_status run_epoch_steps(tg_trainer *t)
 {
     tg_train_progress *p = &t->progress;
     tg_model *m = t->model;
@@ -296,8 +398,16 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
     TG_TRY(ensure_training_plan(t));
     if (t->train.begin_epoch)
         TG_TRY(t->train.begin_epoch(t->train.ctx, p->epoch, t->order, n, batch, p->step_in_epoch));
+    /* NOTE: accumulation windows are counted from the start of each epoch, so the last
+     * window of an epoch may be short and the next epoch starts a fresh one; a window's
+     * gradient is the mean of its batch gradients. An interrupt is honoured only as a
+     * window starts, where no gradient is pending, so a resume continues bit-identically. */
+    const int64_t accumulate = t->options.accumulate;
     for (; p->step_in_epoch < p->steps_per_epoch; ) {
-        if (tg_interrupt_pending())
+        int64_t window_start = p->step_in_epoch - p->step_in_epoch % accumulate;
+        int64_t window_end = window_start + accumulate < p->steps_per_epoch ? window_start + accumulate
+                                                                             : p->steps_per_epoch;
+        if (p->step_in_epoch == window_start && tg_interrupt_pending())
             return tg_error(TG_STATUS_INTERRUPTED, "training interrupted at epoch %lld step %lld",
                             (long long)p->epoch + 1, (long long)p->step_in_epoch);
         int64_t start = p->step_in_epoch * batch;
@@ -305,8 +415,12 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
         TG_TRY(t->train.fill(t->train.ctx, p->epoch, t->order + start, count, t->batch_images, t->batch_labels));
         TG_TRY(feed_batch(t, count));
         if (!m->graph.planned) TG_TRY(tg_graph_plan(&m->graph, m->loss, NULL));
-        int64_t accumulate = t->options.accumulate;
-        if (p->global_step % accumulate == 0) tg_graph_zero_grad(&m->graph);
+        if (p->step_in_epoch == window_start) {
+            tg_graph_zero_grad(&m->graph);
+            /* NOTE: the EMA starts from the weights (and running statistics) as the first
+             * update's batches begin, so weights loaded after the trainer was made are its w_0 */
+            if (t->n_ema && t->optimizer_steps == 0) tg_trainer_ema_reset(t);
+        }
         TG_TRY(tg_graph_forward(&m->graph, 1));
         double loss = ((const float *)m->graph.nodes[m->loss].value.data)[0];
         if (!isfinite(loss)) {
@@ -328,12 +442,15 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
                             "%lld (first such parameter in the model's order)", bad, (long long)p->epoch + 1,
                             (long long)p->step_in_epoch);
         double lr = tg_schedule_lr(&t->schedule, t->optimizer_steps);
-        if ((p->global_step + 1) % accumulate == 0 || p->step_in_epoch + 1 == p->steps_per_epoch) {
+        if (p->step_in_epoch + 1 == window_end) {
+            /* NOTE: clipping acts on the mean gradient, as it does after loss / k in PyTorch */
+            if (window_end - window_start > 1)
+                tg_optimizer_scale_grads(&t->optimizer, 1.0 / (double)(window_end - window_start));
             if (t->options.grad_clip_value > 0) tg_clip_grad_value(&t->optimizer, t->options.grad_clip_value);
             if (t->options.grad_clip_norm > 0) tg_clip_grad_norm(&t->optimizer, t->options.grad_clip_norm);
-            if (accumulate > 1) tg_optimizer_scale_grads(&t->optimizer, 1.0 / (double)accumulate);
             TG_TRY(tg_optimizer_step(&t->optimizer, lr));
             t->optimizer_steps++;
+            if (t->n_ema) ema_update(t);
         }
         p->last_loss = loss;
         p->last_lr = lr;
@@ -350,7 +467,27 @@ tg_status tg_trainer_run_epoch(tg_trainer *t)
     return TG_STATUS_OK;
 }
 
+tg_status tg_trainer_run_epoch(tg_trainer *t)
+{
+    int previous = tg_gemm_set_bf16_operands(t->options.bf16);
+    t->model->graph.defer_interrupts = 1;   /* honoured as an accumulation window starts */
+    tg_status status = run_epoch_steps(t);
+    t->model->graph.defer_interrupts = 0;
+    tg_gemm_set_bf16_operands(previous);
+    return status;
+}
+
+static tg_status evaluate_batches(tg_trainer *t, const tg_batch_source *source, float *logits, double *mean_loss);
+
 tg_status tg_trainer_evaluate(tg_trainer *t, const tg_batch_source *source, float *logits, double *mean_loss)
+{
+    int previous = tg_gemm_set_bf16_operands(t->options.bf16);
+    tg_status status = evaluate_batches(t, source, logits, mean_loss);
+    tg_gemm_set_bf16_operands(previous);
+    return status;
+}
+
+static tg_status evaluate_batches(tg_trainer *t, const tg_batch_source *source, float *logits, double *mean_loss)
 {
     tg_model *m = t->model;
     int64_t batch = t->options.batch_size, n = source->size;
@@ -364,18 +501,29 @@ tg_status tg_trainer_evaluate(tg_trainer *t, const tg_batch_source *source, floa
     const tg_tensor *output = &g->nodes[m->output].value;
     int64_t per_output = 1;   /* classes, or classes * H * W */
     for (int d = 1; d < output->ndim; d++) per_output *= output->shape[d];
-    for (int64_t start = 0; start < n; start += batch) {
-        if (tg_interrupt_pending()) return tg_error(TG_STATUS_INTERRUPTED, "evaluation interrupted");
+    /* NOTE: before the first update the averages may predate weights loaded since; the
+     * live weights are w_0 then */
+    int swapped = t->n_ema && t->ema_eval && t->optimizer_steps > 0;
+    if (swapped) tg_trainer_ema_swap(t);
+    tg_status status = TG_STATUS_OK;
+    for (int64_t start = 0; start < n && status == TG_STATUS_OK; start += batch) {
+        if (tg_interrupt_pending()) {
+            status = tg_error(TG_STATUS_INTERRUPTED, "evaluation interrupted");
+            break;
+        }
         int64_t count = start + batch <= n ? batch : n - start;
         for (int64_t i = 0; i < count; i++) t->batch_indices[i] = start + i;
-        TG_TRY(source->fill(source->ctx, 0, t->batch_indices, count, t->batch_images, t->batch_labels));
-        TG_TRY(feed_batch(t, count));
-        if (!g->planned) TG_TRY(tg_graph_plan(g, m->loss, NULL));
-        TG_TRY(tg_graph_forward(g, 0));
+        status = source->fill(source->ctx, 0, t->batch_indices, count, t->batch_images, t->batch_labels);
+        if (status == TG_STATUS_OK) status = feed_batch(t, count);
+        if (status == TG_STATUS_OK && !g->planned) status = tg_graph_plan(g, m->loss, NULL);
+        if (status == TG_STATUS_OK) status = tg_graph_forward(g, 0);
+        if (status != TG_STATUS_OK) break;
         loss_sum += ((const float *)g->nodes[m->loss].value.data)[0] * (double)count;
         memcpy(logits + start * per_output, g->nodes[m->output].value.data,
                sizeof(float) * (size_t)(count * per_output));
     }
+    if (swapped) tg_trainer_ema_swap(t);
+    if (status != TG_STATUS_OK) return status;
     if (mean_loss) *mean_loss = n ? loss_sum / (double)n : 0.0;
     return TG_STATUS_OK;
 }

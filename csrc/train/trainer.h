@@ -68,7 +68,10 @@ typedef struct tg_train_options {
     int shuffle;                 /* 1: a new permutation per epoch */
     double grad_clip_norm;       /* > 0: clip the global norm */
     double grad_clip_value;      /* > 0: clamp each gradient */
-    int64_t accumulate;          /* optimizer step every this many batches (>= 1) */
+    int64_t accumulate;          /* optimizer step every this many batches (>= 1), on their mean gradient;
+                                  * windows restart each epoch (its last may be shorter) */
+    double ema_decay;            /* in (0, 1): keep an EMA of the weights; 0: none */
+    int bf16;                    /* 1: bfloat16 mixed precision (below) */
 } tg_train_options;
 
 /* What Python polls from another thread while an epoch runs. */
@@ -81,6 +84,14 @@ typedef struct tg_train_progress {
     double last_loss, last_lr;
     double loss_sum;             /* of this epoch's batches */
 } tg_train_progress;
+
+/* One tensor the weight EMA averages: a float32 parameter or buffer (batchnorm running
+ * statistics; not the constant loss.* buffers). */
+typedef struct tg_ema_slot {
+    tg_tensor *value;            /* [numel] the graph's live tensor */
+    float *average;              /* [numel] its EMA */
+    const char *name;
+} tg_ema_slot;
 
 typedef struct tg_trainer {
     tg_model *model;
@@ -97,6 +108,10 @@ typedef struct tg_trainer {
     float *step_lrs;             /* [steps_per_epoch] learning rate of each batch */
     tg_train_progress progress;  /* written by the loop, read by pollers */
     int64_t optimizer_steps;     /* updates applied */
+    tg_ema_slot *ema;            /* [n_ema] when options.ema_decay > 0, else NULL */
+    int n_ema;
+    float *ema_block;            /* one allocation holding every average */
+    int ema_eval;                /* 1 (default with EMA): evaluation runs on the EMA weights */
 } tg_trainer;
 
 /* Prepares a trainer for `model` (which must outlive it). The model's target node
@@ -107,16 +122,31 @@ tg_status tg_trainer_init(tg_trainer *trainer, tg_model *model, const tg_optim_c
                           const tg_batch_source *train);
 void tg_trainer_free(tg_trainer *trainer);
 
+/* bfloat16 mixed precision (options.bf16): the weights, gradients, optimizer state, loss
+ * and norms stay float32; during training steps and evaluation every GEMM (conv, linear,
+ * matmul, forward and backward) rounds its operands to bfloat16 and accumulates in
+ * float32 (tg_gemm_set_bf16_operands), as PyTorch's bfloat16 autocast computes them.
+ * NOTE: activations are stored as float32 (no memory saving). */
+
 /* Runs the rest of the current epoch (from progress.step_in_epoch), then moves to
- * the next. TG_STATUS_INTERRUPTED at a step boundary when interrupted (the state
+ * the next. TG_STATUS_INTERRUPTED at an optimizer-step boundary when interrupted (the state
  * is consistent and the epoch can be continued); TG_STATUS_VALUE naming the step
  * and the first parameter when the loss or a gradient is not finite (the update
  * of that step is not applied). */
 tg_status tg_trainer_run_epoch(tg_trainer *trainer);
 
 /* Logits [source.size, classes] (or [source.size, classes, H, W] for a segmentation
- * model) and the mean loss of `source` in eval mode. */
+ * model) and the mean loss of `source` in eval mode; with an EMA and ema_eval set, on
+ * the EMA weights (swapped in for the evaluation and back after it). */
 tg_status tg_trainer_evaluate(tg_trainer *trainer, const tg_batch_source *source, float *logits, double *mean_loss);
+
+/* Weight EMA (options.ema_decay = d > 0): before the first optimizer step every
+ * average is set to its tensor's value (w_0), and after each optimizer step
+ *     average += (1 - d) * (value - average)
+ * (so a tensor that does not change keeps its average exactly). Swapping exchanges the
+ * live tensors with their averages, element by element, so two swaps restore them. */
+void tg_trainer_ema_reset(tg_trainer *trainer);
+void tg_trainer_ema_swap(tg_trainer *trainer);
 
 /* The permutation of [0, n) for (seed, epoch): splitmix64-keyed Fisher-Yates. */
 void tg_epoch_order(uint64_t seed, int64_t epoch, int64_t n, int shuffle, int64_t *order);

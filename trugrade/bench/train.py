@@ -15,8 +15,9 @@ Each measurement is its own fresh process, so its peak RSS (ru_maxrss) is its ow
 interpreter, numpy, the engine, the data, the model, its planned activations and the
 optimizer state. The first step (batch 0 through a one-step trainer: planning, allocation,
 first touch of memory) is timed apart from the epoch that gives images/s.
-What this does not measure: data loading and augmentation (the data section does), and
-bf16, which the engine cannot train in: --bf16 says so and exits 2."""
+--bf16 trains with bfloat16 mixed precision (the Trainer's bf16: conv/linear operands rounded
+to bfloat16, float32 accumulation, float32 master weights), beside PyTorch's bfloat16 autocast.
+What this does not measure: data loading and augmentation (the data section does)."""
 import json
 import os
 import resource
@@ -40,8 +41,6 @@ SEGMENTATION_STANDARD = [
     ("unet_se", 11, 256, 4, 2),
 ]
 SEGMENTATION = ("unet", "unet_se", "deeplabv3plus", "fpn")
-BF16_UNSUPPORTED = ("bf16 is not supported: trugrade's engine has no bfloat16 training path (float32 only); "
-                    "run without --bf16")
 
 
 def add_arguments(parser):
@@ -56,20 +55,20 @@ def add_arguments(parser):
     parser.add_argument("--classes", type=int, default=None,
                         help="classes (default 10; 2 for the segmentation rows of the standard set)")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (not supported: exits 2)")
+    parser.add_argument("--bf16", action="store_true", help="bfloat16 mixed precision (train.bf16)")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line")
     parser.add_argument("--compare", action="store_true",
                         help="beside PyTorch: the standard set (fp32, and PyTorch's bf16 autocast for the "
                              "classifiers), or the one configuration --arch names (fp32)")
 
 
-def measure(arch, in_channels, size, batch, steps, classes=10, threads=2):
+def measure(arch, in_channels, size, batch, steps, classes=10, threads=2, bf16=False):
     """Runs one measurement in a fresh process; returns its dict (see _measure_here)."""
     package_root = str(Path(__file__).resolve().parents[2])
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([package_root, *filter(None, [env.get("PYTHONPATH")])])
     proc = subprocess.run([sys.executable, "-m", "trugrade.bench.train", arch, str(in_channels), str(size),
-                           str(batch), str(steps), str(classes), str(threads)],
+                           str(batch), str(steps), str(classes), str(threads), "1" if bf16 else "0"],
                           env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"train bench of {arch} {in_channels}x{size}x{size} batch {batch} failed:\n"
@@ -77,7 +76,7 @@ def measure(arch, in_channels, size, batch, steps, classes=10, threads=2):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _measure_here(arch, in_channels, size, batch, steps, classes, threads):
+def _measure_here(arch, in_channels, size, batch, steps, classes, threads, bf16=False):
     import numpy as np
 
     from .. import _C, models
@@ -88,7 +87,8 @@ def _measure_here(arch, in_channels, size, batch, steps, classes, threads):
     segmentation = arch in SEGMENTATION
     labels = rng.integers(0, classes, (n, size, size) if segmentation else n, dtype=np.int64)  # [N] or [N, S, S]
     model = models.create(arch, num_classes=classes, in_channels=in_channels, input_size=size, seed=0)
-    options = dict(epochs=1, batch_size=batch, lr=0.01, optimizer="sgd", momentum=0.9, shuffle=False, seed=0)
+    options = dict(epochs=1, batch_size=batch, lr=0.01, optimizer="sgd", momentum=0.9, shuffle=False, seed=0,
+                   bf16=bool(bf16))
     start = time.perf_counter()
     first = _C.Trainer(model._c, images[:batch], labels[:batch], **options)
     first.run_epoch(catch_sigint=False)
@@ -101,7 +101,7 @@ def _measure_here(arch, in_channels, size, batch, steps, classes, threads):
     peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     planned = model.memory(batch=batch)  # after the peak is read: asking may replan
     return {"arch": arch, "in_channels": in_channels, "size": size, "batch": batch, "steps": steps,
-            "bf16": False, "threads": threads, "images_per_second": n / elapsed, "step_seconds": elapsed / steps,
+            "bf16": bool(bf16), "threads": threads, "images_per_second": n / elapsed, "step_seconds": elapsed / steps,
             "first_step_seconds": first_step, "loss": float(loss),
             "planned_mb": (planned["arena_bytes"] + planned["persistent_bytes"]) / 2**20, "peak_rss_mb": peak_rss_mb}
 
@@ -136,10 +136,11 @@ def compare(args):
         shape = f"{channels}x{size}x{size}"
         tg = measure(arch, channels, size, batch, steps, classes, args.threads)
         ref = _torch(arch, channels, size, batch, steps, classes, args.threads, False)
+        tg16 = measure(arch, channels, size, batch, steps, classes, args.threads, bf16=True) if with_bf16 else None
         ref16 = _torch(arch, channels, size, batch, steps, classes, args.threads, True) if with_bf16 else None
         results.append({"arch": arch, "input": shape, "batch": batch, "steps": steps, "classes": classes,
-                        "trugrade": tg, "torch": ref, "torch_bf16": ref16})
-        for label, ours, theirs in (("fp32", tg, ref), ("bf16", None, ref16)):
+                        "trugrade": tg, "torch": ref, "trugrade_bf16": tg16, "torch_bf16": ref16})
+        for label, ours, theirs in (("fp32", tg, ref), ("bf16", tg16, ref16)):
             if label == "bf16" and not with_bf16:
                 continue
             theirs = theirs or {}
@@ -164,7 +165,8 @@ def compare(args):
                  ("torch_first", "torch 1st step s", "{}"), ("tg_rss", "tg peak RSS MB", "{}"),
                  ("torch_rss", "torch peak RSS MB", "{}"), ("rss_ratio", "RSS ratio", "{}")])
     if any(row["precision"] == "bf16" for row in rows):
-        print("  bf16: trugrade has no bfloat16 training path; the PyTorch rows use torch.autocast('cpu', bfloat16)"
+        print("  bf16: trugrade rounds conv/linear operands to bfloat16 and accumulates in float32 (float32 kernels, "
+              "float32 activations); PyTorch uses torch.autocast('cpu', bfloat16)"
               + ("" if _native_bf16() else " on a CPU without native bf16 (no avx512_bf16 or AMX: emulated)"))
     if args.json:
         print(json.dumps({"load_average": load[0], "rows": results}))
@@ -181,20 +183,18 @@ def _native_bf16():
 
 
 def run(args):
-    if args.bf16:
-        print(BF16_UNSUPPORTED, file=sys.stderr)
-        sys.exit(2)
     if args.compare:
         return compare(args)
     steps = args.steps or 5
     load = os.getloadavg()[0]
     result = measure(args.arch or "resnet18", args.in_channels, args.size, args.batch, steps, args.classes or 10,
-                     args.threads)
+                     args.threads, bf16=args.bf16)
     result["load_average"] = load
     if args.json:
         print(json.dumps(result))
     else:
         print(f"train {result['arch']} {args.in_channels}x{args.size}x{args.size} batch {args.batch}, {steps} steps, "
+              f"{'bf16' if args.bf16 else 'fp32'}, "
               f"{args.threads} threads: {result['images_per_second']:.1f} images/s "
               f"({result['step_seconds']:.3f} s/step), first step {result['first_step_seconds']:.2f} s, "
               f"peak RSS {result['peak_rss_mb']:.0f} MB (planned step memory {result['planned_mb']:.0f} MB; "
@@ -204,8 +204,9 @@ def run(args):
 
 def _main():
     arch, in_channels, size, batch, steps, classes, threads = sys.argv[1:8]
+    bf16 = len(sys.argv) > 8 and sys.argv[8] == "1"
     print(json.dumps(_measure_here(arch, int(in_channels), int(size), int(batch), int(steps), int(classes),
-                                   int(threads))))
+                                   int(threads), bf16)))
 
 
 if __name__ == "__main__":
