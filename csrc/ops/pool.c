@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <immintrin.h>
+
 #include "../export/onnx.h"
 #include "op.h"
+#include "vmath.h"
 
 static const char *const pool_inputs[] = {"x", NULL};
 
@@ -133,42 +136,118 @@ static tg_status max_pool2d_infer(const tg_tensor *const *in, int n_in, const vo
     return pool_set_output(out, in[0], g.out_h, g.out_w);
 }
 
+/* One plane, any geometry: the reference loop. */
+static void max_pool2d_plane_scalar(const pool_geometry *g, const float *x, float *y, int32_t *arg_out)
+{
+    const int64_t kh = g->kernel[0], kw = g->kernel[1], sh = g->stride[0], sw = g->stride[1];
+    const int64_t dh = g->dilation[0], dw = g->dilation[1], ph = g->padding[0], pw = g->padding[1];
+    const int64_t in_h = g->in_h, in_w = g->in_w, out_h = g->out_h, out_w = g->out_w;
+    for (int64_t oh = 0; oh < out_h; oh++) {
+        int64_t h0 = oh * sh - ph, h1 = h0 + (kh - 1) * dh + 1;
+        if (h1 > in_h) h1 = in_h;
+        while (h0 < 0) h0 += dh;
+        for (int64_t ow = 0; ow < out_w; ow++) {
+            int64_t w0 = ow * sw - pw, w1 = w0 + (kw - 1) * dw + 1;
+            if (w1 > in_w) w1 = in_w;
+            while (w0 < 0) w0 += dw;
+            int64_t best = h0 * in_w + w0;
+            float best_value = -INFINITY;
+            for (int64_t h = h0; h < h1; h += dh)
+                for (int64_t w = w0; w < w1; w += dw) {
+                    float v = x[h * in_w + w];
+                    /* NOTE: as PyTorch, a NaN wins (propagates), and among equal maxima the first in
+                     * row-major order. */
+                    if (v > best_value || isnan(v)) {
+                        best_value = v;
+                        best = h * in_w + w;
+                    }
+                }
+            y[oh * out_w + ow] = best_value;
+            arg_out[oh * out_w + ow] = (int32_t)best;
+        }
+    }
+}
+
+/* Lanes l in [0, 16) whose column base + step * l lies in [0, width), as a mask over the
+ * first `span` loaded elements (span = 16 * step); step is 1 or 2. */
+static __mmask32 max_pool2d_column_mask(int64_t base, int64_t width, int64_t span)
+{
+    int64_t lo = base < 0 ? -base : 0, hi = width - base;
+    if (hi > span) hi = span;
+    if (hi <= lo) return 0;
+    uint64_t bits = ((hi - lo) >= 64 ? ~0ull : ((1ull << (hi - lo)) - 1)) << lo;
+    return (__mmask32)bits;
+}
+
+/* One plane with dilation 1 and a column stride of 1 or 2: 16 outputs of a row at once.
+ * Each lane visits its window in the scalar loop's order with the same comparison, and
+ * columns outside the input read as -inf, which never wins, so the values and argmax
+ * indices equal max_pool2d_plane_scalar's bit for bit. */
+TG_TARGET_AVX512 static void max_pool2d_plane_avx512(const pool_geometry *g, const float *x, float *y,
+                                                      int32_t *arg_out)
+{
+    const int64_t kh = g->kernel[0], kw = g->kernel[1], sh = g->stride[0], sw = g->stride[1];
+    const int64_t ph = g->padding[0], pw = g->padding[1];
+    const int64_t in_h = g->in_h, in_w = g->in_w, out_h = g->out_h, out_w = g->out_w;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i lane_column = sw == 1 ? lane : _mm512_slli_epi32(lane, 1);   /* step * l */
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+    for (int64_t oh = 0; oh < out_h; oh++) {
+        int64_t h0 = oh * sh - ph, h1 = h0 + kh;
+        if (h1 > in_h) h1 = in_h;
+        if (h0 < 0) h0 = 0;
+        for (int64_t ow0 = 0; ow0 < out_w; ow0 += 16) {
+            int64_t lanes = out_w - ow0 < 16 ? out_w - ow0 : 16;
+            __mmask16 active = (__mmask16)((1u << lanes) - 1);
+            /* first column of each lane's window, clamped into the input: [16] */
+            __m512i first = _mm512_max_epi32(_mm512_add_epi32(_mm512_set1_epi32((int32_t)(ow0 * sw - pw)), lane_column),
+                                             _mm512_setzero_si512());
+            __m512i best_index = _mm512_add_epi32(first, _mm512_set1_epi32((int32_t)(h0 * in_w)));
+            __m512 best = neg_inf;
+            for (int64_t h = h0; h < h1; h++) {
+                const float *row = x + h * in_w;   /* [in_w] */
+                for (int64_t kj = 0; kj < kw; kj++) {
+                    int64_t base = ow0 * sw - pw + kj;   /* column of lane 0 */
+                    __m512 v;
+                    if (sw == 1) {
+                        __mmask16 m = (__mmask16)max_pool2d_column_mask(base, in_w, 16);
+                        v = _mm512_mask_loadu_ps(neg_inf, m, (const void *)((uintptr_t)row + (uintptr_t)(base * 4)));
+                    } else {
+                        __mmask32 m = max_pool2d_column_mask(base, in_w, 32);
+                        __m512 lo = _mm512_mask_loadu_ps(neg_inf, (__mmask16)m,
+                                                         (const void *)((uintptr_t)row + (uintptr_t)(base * 4)));
+                        __m512 hi = _mm512_mask_loadu_ps(neg_inf, (__mmask16)(m >> 16),
+                                                         (const void *)((uintptr_t)row + (uintptr_t)((base + 16) * 4)));
+                        v = _mm512_permutex2var_ps(lo, even, hi);
+                    }
+                    __mmask16 wins = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    best = _mm512_mask_mov_ps(best, wins, v);
+                    best_index = _mm512_mask_mov_epi32(best_index, wins,
+                                                       _mm512_add_epi32(_mm512_set1_epi32((int32_t)(h * in_w + base)),
+                                                                        lane_column));
+                }
+            }
+            _mm512_mask_storeu_ps(y + oh * out_w + ow0, active, best);
+            _mm512_mask_storeu_epi32(arg_out + oh * out_w + ow0, active, best_index);
+        }
+    }
+}
+
 static void max_pool2d_forward_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const pool_ctx *c = arg;
     const pool_geometry *g = &c->g;
-    const int64_t kh = g->kernel[0], kw = g->kernel[1], sh = g->stride[0], sw = g->stride[1];
-    const int64_t dh = g->dilation[0], dw = g->dilation[1], ph = g->padding[0], pw = g->padding[1];
-    const int64_t in_h = g->in_h, in_w = g->in_w, out_h = g->out_h, out_w = g->out_w;
+    const int64_t in_plane = g->in_h * g->in_w, out_plane = g->out_h * g->out_w;
+    int vector = tg_cpu_has_avx512() && g->dilation[0] == 1 && g->dilation[1] == 1 &&
+                 (g->stride[1] == 1 || g->stride[1] == 2);
     for (int64_t p = begin; p < end; p++) {
-        const float *x = c->x + p * in_h * in_w;
-        float *y = c->y + p * out_h * out_w;
-        int32_t *arg_out = c->argmax + p * out_h * out_w;
-        for (int64_t oh = 0; oh < out_h; oh++) {
-            int64_t h0 = oh * sh - ph, h1 = h0 + (kh - 1) * dh + 1;
-            if (h1 > in_h) h1 = in_h;
-            while (h0 < 0) h0 += dh;
-            for (int64_t ow = 0; ow < out_w; ow++) {
-                int64_t w0 = ow * sw - pw, w1 = w0 + (kw - 1) * dw + 1;
-                if (w1 > in_w) w1 = in_w;
-                while (w0 < 0) w0 += dw;
-                int64_t best = h0 * in_w + w0;
-                float best_value = -INFINITY;
-                for (int64_t h = h0; h < h1; h += dh)
-                    for (int64_t w = w0; w < w1; w += dw) {
-                        float v = x[h * in_w + w];
-                        /* NOTE: as PyTorch, a NaN wins (propagates), and among equal maxima the first in
-                         * row-major order. */
-                        if (v > best_value || isnan(v)) {
-                            best_value = v;
-                            best = h * in_w + w;
-                        }
-                    }
-                y[oh * out_w + ow] = best_value;
-                arg_out[oh * out_w + ow] = (int32_t)best;
-            }
-        }
+        const float *x = c->x + p * in_plane;   /* [in_h, in_w] */
+        float *y = c->y + p * out_plane;        /* [out_h, out_w] */
+        int32_t *arg_out = c->argmax + p * out_plane;
+        if (vector) max_pool2d_plane_avx512(g, x, y, arg_out);
+        else max_pool2d_plane_scalar(g, x, y, arg_out);
     }
 }
 
