@@ -126,6 +126,7 @@ typedef struct batchnorm2d_ctx {
     const float *gy;                  /* [N, C, H, W] (backward) */
     float *gx;                        /* [N, C, H, W] or NULL (backward, +=) */
     float *gweight, *gbias;           /* [C] or NULL (backward, +=) */
+    int gx_fresh;                     /* gx holds garbage: write it (as += into zeros) */
     int use_batch_stats;
     double eps, momentum;
 } batchnorm2d_ctx;
@@ -216,11 +217,13 @@ static void batchnorm2d_backward_range(void *arg, int64_t begin, int64_t end, in
         if (!c->gx) continue;
         float scale = invstd * (c->weight ? c->weight[ch] : 1.0f);
         float *gx = c->gx + ch * plane;
+        /* NOTE: a fresh gx is written as 0 + v, the bits of zero-then-accumulate (-0 becomes +0) */
         if (!c->use_batch_stats) {
             for (int64_t n = 0; n < c->batch; n++) {
                 const float *restrict g = gy + n * stride;
                 float *restrict o = gx + n * stride;
-                for (int64_t i = 0; i < plane; i++) o[i] += g[i] * scale;
+                if (c->gx_fresh) for (int64_t i = 0; i < plane; i++) o[i] = 0.0f + g[i] * scale;
+                else for (int64_t i = 0; i < plane; i++) o[i] += g[i] * scale;
             }
             continue;
         }
@@ -230,7 +233,10 @@ static void batchnorm2d_backward_range(void *arg, int64_t begin, int64_t end, in
         for (int64_t n = 0; n < c->batch; n++) {
             const float *restrict g = gy + n * stride, *restrict xv = x + n * stride;
             float *restrict o = gx + n * stride;
-            for (int64_t i = 0; i < plane; i++) o[i] += scale * (g[i] - mean_gy - (xv[i] - mean) * k);
+            if (c->gx_fresh)
+                for (int64_t i = 0; i < plane; i++) o[i] = 0.0f + scale * (g[i] - mean_gy - (xv[i] - mean) * k);
+            else
+                for (int64_t i = 0; i < plane; i++) o[i] += scale * (g[i] - mean_gy - (xv[i] - mean) * k);
         }
     }
 }
@@ -240,6 +246,8 @@ static tg_status batchnorm2d_backward(const tg_op_io *io)
     batchnorm2d_ctx c = batchnorm2d_context(io);
     c.gy = io->grad_out->data;
     c.gx = io->grad_in[0] ? io->grad_in[0]->data : NULL;
+    c.gx_fresh = (int)(io->grad_in_fresh & 1u);
+    tg_zero_fresh_grads(io, 1u);
     c.gweight = io->n_in > 1 && io->grad_in[1] ? io->grad_in[1]->data : NULL;
     c.gbias = io->n_in > 2 && io->grad_in[2] ? io->grad_in[2]->data : NULL;
     tg_parallel_for(c.channels, 1, batchnorm2d_backward_range, &c);
@@ -273,7 +281,7 @@ const tg_op_def tg_op_batchnorm2d = {
     .name = "batchnorm2d", .input_names = batchnorm2d_inputs, .no_grad_inputs = (1u << 3) | (1u << 4),
     .attr_specs = batchnorm2d_attr_specs, .n_attrs = 2, .attrs_size = sizeof(batchnorm2d_attrs),
     .infer = batchnorm2d_infer, .forward = batchnorm2d_forward, .backward = batchnorm2d_backward,
-    .onnx = batchnorm2d_onnx,
+    .onnx = batchnorm2d_onnx, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- layernorm: normalise each row over the trailing dims normalized_shape ---- */

@@ -101,6 +101,7 @@ typedef struct pool_ctx {
     float *gx;             /* [planes, in_h, in_w] (+=) */
     int count_include_pad;
     int64_t divisor_override;
+    int fresh;             /* backward: gx holds garbage; each plane is zeroed before its scatter */
 } pool_ctx;
 
 /* ---- max_pool2d ---- */
@@ -269,6 +270,7 @@ static void max_pool2d_backward_range(void *arg, int64_t begin, int64_t end, int
         float *gx = c->gx + p * in_plane;
         const float *gy = c->gy + p * out_plane;
         const int32_t *idx = c->argmax + p * out_plane;
+        if (c->fresh) memset(gx, 0, (size_t)in_plane * sizeof(float));
         for (int64_t o = 0; o < out_plane; o++) gx[idx[o]] += gy[o];
     }
 }
@@ -276,7 +278,8 @@ static void max_pool2d_backward_range(void *arg, int64_t begin, int64_t end, int
 static tg_status max_pool2d_backward(const tg_op_io *io)
 {
     if (!io->grad_in[0]) return TG_STATUS_OK;
-    pool_ctx c = {.argmax = io->aux, .gy = io->grad_out->data, .gx = io->grad_in[0]->data};
+    pool_ctx c = {.argmax = io->aux, .gy = io->grad_out->data, .gx = io->grad_in[0]->data,
+                  .fresh = (int)(io->grad_in_fresh & 1u)};
     TG_TRY(max_pool2d_geometry(&c.g, io->in[0], io->attrs));
     tg_parallel_for(c.g.planes, pool_grain(c.g.out_h * c.g.out_w), max_pool2d_backward_range, &c);
     return TG_STATUS_OK;
@@ -300,7 +303,7 @@ const tg_op_def tg_op_max_pool2d = {
     .name = "max_pool2d", .input_names = pool_inputs,
     .attr_specs = max_pool2d_attr_specs, .n_attrs = 5, .attrs_size = sizeof(max_pool2d_attrs),
     .infer = max_pool2d_infer, .forward = max_pool2d_forward, .backward = max_pool2d_backward,
-    .onnx = max_pool2d_onnx,
+    .onnx = max_pool2d_onnx, .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- avg_pool2d ---- */
@@ -396,6 +399,7 @@ static void avg_pool2d_backward_range(void *arg, int64_t begin, int64_t end, int
     for (int64_t p = begin; p < end; p++) {
         float *gx = c->gx + p * c->g.in_h * in_w;
         const float *gy = c->gy + p * out_h * out_w;
+        if (c->fresh) memset(gx, 0, (size_t)(c->g.in_h * in_w) * sizeof(float));
         for (int64_t oh = 0; oh < out_h; oh++)
             for (int64_t ow = 0; ow < out_w; ow++) {
                 int64_t h0, h1, w0, w1;
@@ -411,7 +415,7 @@ static tg_status avg_pool2d_backward(const tg_op_io *io)
     if (!io->grad_in[0]) return TG_STATUS_OK;
     const avg_pool2d_attrs *a = io->attrs;
     pool_ctx c = {.gy = io->grad_out->data, .gx = io->grad_in[0]->data, .count_include_pad = a->count_include_pad,
-                  .divisor_override = a->divisor_override};
+                  .divisor_override = a->divisor_override, .fresh = (int)(io->grad_in_fresh & 1u)};
     TG_TRY(avg_pool2d_geometry(&c.g, io->in[0], a));
     tg_parallel_for(c.g.planes, pool_grain(c.g.out_h * c.g.out_w * c.g.kernel[0] * c.g.kernel[1]),
                     avg_pool2d_backward_range, &c);
@@ -440,7 +444,7 @@ const tg_op_def tg_op_avg_pool2d = {
     .name = "avg_pool2d", .input_names = pool_inputs,
     .attr_specs = avg_pool2d_attr_specs, .n_attrs = 6, .attrs_size = sizeof(avg_pool2d_attrs),
     .infer = avg_pool2d_infer, .forward = avg_pool2d_forward, .backward = avg_pool2d_backward,
-    .onnx = avg_pool2d_onnx,
+    .onnx = avg_pool2d_onnx, .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- adaptive_avg_pool2d and global_avg_pool ---- */
@@ -496,6 +500,7 @@ static void adaptive_avg_pool2d_backward_range(void *arg, int64_t begin, int64_t
     for (int64_t p = begin; p < end; p++) {
         float *restrict gx = c->gx + p * in_h * in_w;
         const float *gy = c->gy + p * out_h * out_w;
+        if (c->fresh) memset(gx, 0, (size_t)(in_h * in_w) * sizeof(float));
         for (int64_t oh = 0; oh < out_h; oh++) {
             int64_t h0 = adaptive_start(oh, out_h, in_h), h1 = adaptive_end(oh, out_h, in_h);
             for (int64_t ow = 0; ow < out_w; ow++) {
@@ -541,6 +546,7 @@ static tg_status adaptive_run(const tg_op_io *io, const char *op, int64_t out_h,
     if (!io->grad_in[0]) return TG_STATUS_OK;
     c.gy = io->grad_out->data;
     c.gx = io->grad_in[0]->data;
+    c.fresh = (int)(io->grad_in_fresh & 1u);
     tg_parallel_for(c.g.planes, grain, adaptive_avg_pool2d_backward_range, &c);
     return TG_STATUS_OK;
 }
@@ -622,6 +628,7 @@ const tg_op_def tg_op_adaptive_avg_pool2d = {
     .attr_specs = adaptive_avg_pool2d_attr_specs, .n_attrs = 1, .attrs_size = sizeof(adaptive_avg_pool2d_attrs),
     .infer = adaptive_avg_pool2d_infer, .forward = adaptive_avg_pool2d_forward,
     .backward = adaptive_avg_pool2d_backward, .onnx = adaptive_avg_pool2d_onnx,
+    .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* global_avg_pool: x [N, C, H, W] -> [N, C, 1, 1], the adaptive pool to 1 x 1. */
@@ -647,5 +654,5 @@ static tg_status global_avg_pool_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx
 const tg_op_def tg_op_global_avg_pool = {
     .name = "global_avg_pool", .input_names = pool_inputs,
     .infer = global_avg_pool_infer, .forward = global_avg_pool_forward, .backward = global_avg_pool_backward,
-    .onnx = global_avg_pool_onnx,
+    .onnx = global_avg_pool_onnx, .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
