@@ -1,6 +1,7 @@
 /* norm.c: normalisation layers, float32, PyTorch semantics: batchnorm2d (training
  * with batch statistics and a running-statistics update, eval with the running
- * statistics), layernorm (over the trailing dims) and groupnorm.
+ * statistics), batchnorm2d_silu (batchnorm2d then SiLU in one op: the normalised
+ * values are never stored), layernorm (over the trailing dims) and groupnorm.
  * Not here: instance norm, batchnorm of other ranks, momentum=None (cumulative
  * averaging), affine-free groupnorm variants beyond absent weight/bias.
  *
@@ -14,6 +15,7 @@
 
 #include "../export/onnx.h"
 #include "op.h"
+#include "vmath.h"
 
 #define TG_NORM_LANES 16
 
@@ -66,6 +68,31 @@ static float norm_dot_dev(const float *restrict g, const float *restrict x, int6
 static void norm_affine(const float *restrict x, float *restrict y, int64_t n, float scale, float shift)
 {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale + shift;
+}
+
+/* y[i] = silu(z), z = x[i] * scale + shift: the same float operations as norm_affine
+ * followed by elementwise.c's silu, so the fused op matches the pair bit for bit. */
+TG_SIMD_FUNCTION(norm_affine_silu, (const float *restrict x, float *restrict y, int64_t n, float scale, float shift),
+                 (x, y, n, scale, shift))
+{
+    for (int64_t i = 0; i < n; i++) {
+        float z = x[i] * scale + shift;
+        y[i] = z * tg_vsigmoidf(z);
+    }
+}
+
+/* g[i] = gy[i] * silu'(z), z = x[i] * scale + shift: elementwise.c's silu backward
+ * written fresh (0 + v), on the recomputed batchnorm output. */
+TG_SIMD_FUNCTION(norm_silu_grad,
+                 (const float *restrict x, const float *restrict gy, float *restrict g, int64_t n, float scale,
+                  float shift),
+                 (x, gy, g, n, scale, shift))
+{
+    for (int64_t i = 0; i < n; i++) {
+        float z = x[i] * scale + shift;
+        float s = tg_vsigmoidf(z);
+        g[i] = 0.0f + gy[i] * s * (1.0f + z * (1.0f - s));
+    }
 }
 
 static tg_status norm_check_param(const tg_tensor *t, int64_t count, const char *op, const char *arg)
@@ -127,6 +154,8 @@ typedef struct batchnorm2d_ctx {
     float *gx;                        /* [N, C, H, W] or NULL (backward, +=) */
     float *gweight, *gbias;           /* [C] or NULL (backward, +=) */
     int gx_fresh;                     /* gx holds garbage: write it (as += into zeros) */
+    float *gz;                        /* [N, C, H, W] scratch (backward, silu): d loss / d batchnorm output */
+    int silu;                         /* batchnorm2d_silu: y = silu(batchnorm(x)) */
     int use_batch_stats;
     double eps, momentum;
 } batchnorm2d_ctx;
@@ -163,9 +192,14 @@ static void batchnorm2d_forward_range(void *arg, int64_t begin, int64_t end, int
         c->invstd[ch] = invstd;
         float scale = invstd * (c->weight ? c->weight[ch] : 1.0f);
         float shift = (c->bias ? c->bias[ch] : 0.0f) - (float)mean * scale;
-        for (int64_t n = 0; n < c->batch; n++) norm_affine(x + n * stride, c->y + ch * plane + n * stride, plane, scale, shift);
+        for (int64_t n = 0; n < c->batch; n++) {
+            if (c->silu) norm_affine_silu(x + n * stride, c->y + ch * plane + n * stride, plane, scale, shift);
+            else norm_affine(x + n * stride, c->y + ch * plane + n * stride, plane, scale, shift);
+        }
     }
 }
+
+extern const tg_op_def tg_op_batchnorm2d_silu;
 
 static batchnorm2d_ctx batchnorm2d_context(const tg_op_io *io)
 {
@@ -183,6 +217,7 @@ static batchnorm2d_ctx batchnorm2d_context(const tg_op_io *io)
         .running_mean = rm ? rm->data : NULL, .running_var = rv ? rv->data : NULL,
         .y = io->out->data, .mean = io->aux, .invstd = (float *)io->aux + channels,
         .use_batch_stats = io->training || !rm, .eps = a->eps, .momentum = a->momentum,
+        .silu = io->def == &tg_op_batchnorm2d_silu,
     };
     return c;
 }
@@ -192,8 +227,8 @@ static tg_status batchnorm2d_forward(const tg_op_io *io)
     batchnorm2d_ctx c = batchnorm2d_context(io);
     if (c.use_batch_stats && c.batch * c.plane < 2) {
         char buf[96];
-        return tg_error(TG_STATUS_VALUE, "batchnorm2d: training needs more than 1 value per channel, got x of shape %s; "
-                        "use a larger batch or eval mode", tg_shape_str(io->in[0], buf, sizeof buf));
+        return tg_error(TG_STATUS_VALUE, "%s: training needs more than 1 value per channel, got x of shape %s; "
+                        "use a larger batch or eval mode", io->def->name, tg_shape_str(io->in[0], buf, sizeof buf));
     }
     tg_parallel_for(c.channels, 1, batchnorm2d_forward_range, &c);
     return TG_STATUS_OK;
@@ -207,6 +242,14 @@ static void batchnorm2d_backward_range(void *arg, int64_t begin, int64_t end, in
     for (int64_t ch = begin; ch < end; ch++) {
         const float *x = c->x + ch * plane, *gy = c->gy + ch * plane;
         float mean = c->mean[ch], invstd = c->invstd[ch];
+        if (c->silu) {
+            /* the gradient at the batchnorm output, from the forward's own scale and shift */
+            float scale = invstd * (c->weight ? c->weight[ch] : 1.0f);
+            float shift = (c->bias ? c->bias[ch] : 0.0f) - mean * scale;
+            for (int64_t n = 0; n < c->batch; n++)
+                norm_silu_grad(x + n * stride, gy + n * stride, c->gz + ch * plane + n * stride, plane, scale, shift);
+            gy = c->gz + ch * plane;
+        }
         double sum_gy = 0.0, sum_gy_dev = 0.0;
         for (int64_t n = 0; n < c->batch; n++) {
             sum_gy += norm_sum(gy + n * stride, plane);
@@ -245,6 +288,7 @@ static tg_status batchnorm2d_backward(const tg_op_io *io)
 {
     batchnorm2d_ctx c = batchnorm2d_context(io);
     c.gy = io->grad_out->data;
+    c.gz = io->scratch;
     c.gx = io->grad_in[0] ? io->grad_in[0]->data : NULL;
     c.gx_fresh = (int)(io->grad_in_fresh & 1u);
     tg_zero_fresh_grads(io, 1u);
@@ -257,7 +301,7 @@ static tg_status batchnorm2d_backward(const tg_op_io *io)
 /* BatchNormalization in inference mode (running statistics). A missing weight or bias
  * becomes a constant of ones or zeros; without running statistics eval normalises
  * with the batch's own, which ONNX's inference BatchNormalization cannot express. */
-static tg_status batchnorm2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+static tg_status batchnorm2d_onnx_to(tg_onnx_emitter *e, const tg_onnx_node_ctx *n, const char *output)
 {
     if (n->n_in < 5 || !n->input[3] || !n->input[4])
         return tg_error(TG_STATUS_UNSUPPORTED, "batchnorm2d (layer '%s'): export needs running_mean and running_var "
@@ -274,7 +318,12 @@ static tg_status batchnorm2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
         TG_TRY(status);
     }
     tg_onnx_attr eps = tg_onnx_attr_float("epsilon", ((const batchnorm2d_attrs *)n->attrs)->eps);
-    return tg_onnx_node(e, "BatchNormalization", inputs, 5, n->output, &eps, 1);
+    return tg_onnx_node(e, "BatchNormalization", inputs, 5, output, &eps, 1);
+}
+
+static tg_status batchnorm2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return batchnorm2d_onnx_to(e, n, n->output);
 }
 
 const tg_op_def tg_op_batchnorm2d = {
@@ -282,6 +331,38 @@ const tg_op_def tg_op_batchnorm2d = {
     .attr_specs = batchnorm2d_attr_specs, .n_attrs = 2, .attrs_size = sizeof(batchnorm2d_attrs),
     .infer = batchnorm2d_infer, .forward = batchnorm2d_forward, .backward = batchnorm2d_backward,
     .onnx = batchnorm2d_onnx, .backward_skips_output = 1, .backward_writes_fresh = 1,
+};
+
+/* ---- batchnorm2d_silu: y = silu(batchnorm2d(x)), one op ----
+ * EfficientNet's Conv2dNormActivation. Backward recomputes the normalised values from
+ * x and the saved statistics, so the step keeps x only (batchnorm2d then silu would
+ * keep both x and the batchnorm output); results equal the pair's bit for bit. */
+
+static tg_status batchnorm2d_silu_infer(const tg_tensor *const *in, int n_in, const void *attrs, tg_tensor *out,
+                                        tg_op_sizes *sizes)
+{
+    TG_TRY(batchnorm2d_infer(in, n_in, attrs, out, sizes));
+    sizes->scratch_backward = tg_align64((size_t)tg_tensor_numel(in[0]) * sizeof(float)); /* gz [N, C, H, W] */
+    return TG_STATUS_OK;
+}
+
+/* BatchNormalization, then x * Sigmoid(x) (opset 17 has no SiLU). */
+static tg_status batchnorm2d_silu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const char *normalised, *gate;
+    TG_TRY(tg_onnx_temp_name(e, n->output, &normalised));
+    TG_TRY(batchnorm2d_onnx_to(e, n, normalised));
+    TG_TRY(tg_onnx_temp_name(e, n->output, &gate));
+    TG_TRY(tg_onnx_node(e, "Sigmoid", &normalised, 1, gate, NULL, 0));
+    const char *product[2] = {normalised, gate};
+    return tg_onnx_node(e, "Mul", product, 2, n->output, NULL, 0);
+}
+
+const tg_op_def tg_op_batchnorm2d_silu = {
+    .name = "batchnorm2d_silu", .input_names = batchnorm2d_inputs, .no_grad_inputs = (1u << 3) | (1u << 4),
+    .attr_specs = batchnorm2d_attr_specs, .n_attrs = 2, .attrs_size = sizeof(batchnorm2d_attrs),
+    .infer = batchnorm2d_silu_infer, .forward = batchnorm2d_forward, .backward = batchnorm2d_backward,
+    .onnx = batchnorm2d_silu_onnx, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- layernorm: normalise each row over the trailing dims normalized_shape ---- */

@@ -54,3 +54,5 @@ TG_OP(stochastic_depth)
 /* segmentation losses (seg_loss.c) */
 TG_OP(softmax_focal_loss)
 TG_OP(scale)
+/* fused batchnorm + activation (norm.c) */
+TG_OP(batchnorm2d_silu)
