@@ -19,8 +19,11 @@
 
 #define TG_NORM_LANES 16
 
-/* Sum of x[0..n) in a fixed order: 16 lanes, combined pairwise, then the tail. */
-static float norm_sum(const float *restrict x, int64_t n)
+/* NOTE: the sums below are compiled twice (TG_SIMD_FUNCTION: AVX-512 and portable) with
+ * the same 16-lane order and no contraction, so both copies give the same bits. */
+
+/* *sum = x[0..n) in a fixed order: 16 lanes, combined pairwise, then the tail. */
+TG_SIMD_FUNCTION(norm_sum_into, (const float *restrict x, int64_t n, float *restrict sum), (x, n, sum))
 {
     float acc[TG_NORM_LANES] = {0};
     int64_t i = 0;
@@ -30,11 +33,19 @@ static float norm_sum(const float *restrict x, int64_t n)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += x[i];
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
 }
 
-/* Sum of (x[i] - mean)^2, same order as norm_sum. */
-static float norm_sum_sq_dev(const float *restrict x, int64_t n, float mean)
+static float norm_sum(const float *x, int64_t n)
+{
+    float sum;
+    norm_sum_into(x, n, &sum);
+    return sum;
+}
+
+/* *sum = sum of (x[i] - mean)^2, same order as norm_sum. */
+TG_SIMD_FUNCTION(norm_sum_sq_dev_into, (const float *restrict x, int64_t n, float mean, float *restrict sum),
+                 (x, n, mean, sum))
 {
     float acc[TG_NORM_LANES] = {0};
     int64_t i = 0;
@@ -47,11 +58,20 @@ static float norm_sum_sq_dev(const float *restrict x, int64_t n, float mean)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += (x[i] - mean) * (x[i] - mean);
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
 }
 
-/* Sum of g[i] * (x[i] - mean), same order as norm_sum. */
-static float norm_dot_dev(const float *restrict g, const float *restrict x, int64_t n, float mean)
+static float norm_sum_sq_dev(const float *x, int64_t n, float mean)
+{
+    float sum;
+    norm_sum_sq_dev_into(x, n, mean, &sum);
+    return sum;
+}
+
+/* *sum = sum of g[i] * (x[i] - mean), same order as norm_sum. */
+TG_SIMD_FUNCTION(norm_dot_dev_into,
+                 (const float *restrict g, const float *restrict x, int64_t n, float mean, float *restrict sum),
+                 (g, x, n, mean, sum))
 {
     float acc[TG_NORM_LANES] = {0};
     int64_t i = 0;
@@ -61,13 +81,58 @@ static float norm_dot_dev(const float *restrict g, const float *restrict x, int6
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += g[i] * (x[i] - mean);
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
+}
+
+/* norm_sum(g) and norm_dot_dev(g, x, mean) in one pass over g: the same two orders. */
+TG_SIMD_FUNCTION(norm_sum_and_dot_dev_into,
+                 (const float *restrict g, const float *restrict x, int64_t n, float mean, float *restrict sums),
+                 (g, x, n, mean, sums))
+{
+    float acc[TG_NORM_LANES] = {0}, dot[TG_NORM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + TG_NORM_LANES <= n; i += TG_NORM_LANES)
+        for (int j = 0; j < TG_NORM_LANES; j++) {
+            acc[j] += g[i + j];
+            dot[j] += g[i + j] * (x[i + j] - mean);
+        }
+    for (int w = TG_NORM_LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) {
+            acc[j] += acc[j + w];
+            dot[j] += dot[j + w];
+        }
+    float tail = 0.0f, tail_dot = 0.0f;
+    for (; i < n; i++) {
+        tail += g[i];
+        tail_dot += g[i] * (x[i] - mean);
+    }
+    sums[0] = acc[0] + tail;
+    sums[1] = dot[0] + tail_dot;
+}
+
+static float norm_dot_dev(const float *g, const float *x, int64_t n, float mean)
+{
+    float sum;
+    norm_dot_dev_into(g, x, n, mean, &sum);
+    return sum;
 }
 
 /* y[i] = x[i] * scale + shift */
-static void norm_affine(const float *restrict x, float *restrict y, int64_t n, float scale, float shift)
+TG_SIMD_FUNCTION(norm_affine, (const float *restrict x, float *restrict y, int64_t n, float scale, float shift),
+                 (x, y, n, scale, shift))
 {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale + shift;
+}
+
+/* The batchnorm input gradient of one contiguous run: o = scale * (g - mean_g - (x - mean) * k),
+ * written (0 + v) when fresh, else added. */
+TG_SIMD_FUNCTION(norm_input_grad,
+                 (const float *restrict g, const float *restrict x, float *restrict o, int64_t n, float scale,
+                  float mean_g, float mean, float k, int fresh),
+                 (g, x, o, n, scale, mean_g, mean, k, fresh))
+{
+    if (fresh) for (int64_t i = 0; i < n; i++) o[i] = 0.0f + scale * (g[i] - mean_g - (x[i] - mean) * k);
+    else for (int64_t i = 0; i < n; i++) o[i] += scale * (g[i] - mean_g - (x[i] - mean) * k);
 }
 
 /* y[i] = silu(z), z = x[i] * scale + shift: the same float operations as norm_affine
@@ -252,8 +317,10 @@ static void batchnorm2d_backward_range(void *arg, int64_t begin, int64_t end, in
         }
         double sum_gy = 0.0, sum_gy_dev = 0.0;
         for (int64_t n = 0; n < c->batch; n++) {
-            sum_gy += norm_sum(gy + n * stride, plane);
-            sum_gy_dev += norm_dot_dev(gy + n * stride, x + n * stride, plane, mean);
+            float sums[2];
+            norm_sum_and_dot_dev_into(gy + n * stride, x + n * stride, plane, mean, sums);
+            sum_gy += sums[0];
+            sum_gy_dev += sums[1];
         }
         if (c->gbias) c->gbias[ch] += (float)sum_gy;
         if (c->gweight) c->gweight[ch] += (float)(sum_gy_dev * invstd);
@@ -273,14 +340,9 @@ static void batchnorm2d_backward_range(void *arg, int64_t begin, int64_t end, in
         /* dx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), xhat = (x - mean) * invstd */
         float mean_gy = (float)(sum_gy / (double)count);
         float k = (float)(sum_gy_dev / (double)count) * invstd * invstd;
-        for (int64_t n = 0; n < c->batch; n++) {
-            const float *restrict g = gy + n * stride, *restrict xv = x + n * stride;
-            float *restrict o = gx + n * stride;
-            if (c->gx_fresh)
-                for (int64_t i = 0; i < plane; i++) o[i] = 0.0f + scale * (g[i] - mean_gy - (xv[i] - mean) * k);
-            else
-                for (int64_t i = 0; i < plane; i++) o[i] += scale * (g[i] - mean_gy - (xv[i] - mean) * k);
-        }
+        for (int64_t n = 0; n < c->batch; n++)
+            norm_input_grad(gy + n * stride, x + n * stride, gx + n * stride, plane, scale, mean_gy, mean, k,
+                            c->gx_fresh);
     }
 }
 

@@ -453,8 +453,9 @@ const tg_op_def tg_op_avg_pool2d = {
 static int64_t adaptive_start(int64_t o, int64_t out, int64_t in) { return (o * in) / out; }
 static int64_t adaptive_end(int64_t o, int64_t out, int64_t in) { return ((o + 1) * in + out - 1) / out; }
 
-/* Sum of x[0..n) in 16 lanes combined pairwise, then the tail (a fixed order). */
-static float pool_plane_sum(const float *restrict x, int64_t n)
+/* *sum = x[0..n) in 16 lanes combined pairwise, then the tail (a fixed order; the
+ * AVX-512 and portable copies give the same bits). */
+TG_SIMD_FUNCTION(pool_plane_sum_into, (const float *restrict x, int64_t n, float *restrict sum), (x, n, sum))
 {
     float acc[16] = {0};
     int64_t i = 0;
@@ -464,7 +465,21 @@ static float pool_plane_sum(const float *restrict x, int64_t n)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += x[i];
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
+}
+
+static float pool_plane_sum(const float *x, int64_t n)
+{
+    float sum;
+    pool_plane_sum_into(x, n, &sum);
+    return sum;
+}
+
+/* gx[i] += g, or gx[i] = 0 + g when fresh: a global pool's gradient over one plane. */
+TG_SIMD_FUNCTION(pool_plane_spread, (float *restrict gx, int64_t n, float g, int fresh), (gx, n, g, fresh))
+{
+    if (fresh) for (int64_t i = 0; i < n; i++) gx[i] = 0.0f + g;
+    else for (int64_t i = 0; i < n; i++) gx[i] += g;
 }
 
 static void adaptive_avg_pool2d_forward_range(void *arg, int64_t begin, int64_t end, int thread_index)
@@ -500,6 +515,10 @@ static void adaptive_avg_pool2d_backward_range(void *arg, int64_t begin, int64_t
     for (int64_t p = begin; p < end; p++) {
         float *restrict gx = c->gx + p * in_h * in_w;
         const float *gy = c->gy + p * out_h * out_w;
+        if (out_h == 1 && out_w == 1) {
+            pool_plane_spread(gx, in_h * in_w, gy[0] / (float)(in_h * in_w), c->fresh);
+            continue;
+        }
         if (c->fresh) memset(gx, 0, (size_t)(in_h * in_w) * sizeof(float));
         for (int64_t oh = 0; oh < out_h; oh++) {
             int64_t h0 = adaptive_start(oh, out_h, in_h), h1 = adaptive_end(oh, out_h, in_h);
