@@ -286,6 +286,53 @@ static void mark_gradients(tg_graph *graph, tg_node_id loss, unsigned char *reac
     }
 }
 
+/* 1 when node reads input `src` through more than one of its inputs. */
+static int reads_twice(const tg_node *node, tg_node_id src)
+{
+    int seen = 0;
+    for (int k = 0; k < node->n_in; k++) seen += node->in[k] == src;
+    return seen > 1;
+}
+
+/* In-place ops: an op node whose op allows it takes the memory of its in[0] when that
+ * input is an op's output of the same size that no step after this one reads (its
+ * last_use is this node's forward step). value_root[i] is the node whose buffer holds
+ * node i's value (i itself unless it runs in place); value_death[root] is the last
+ * step any node sharing that buffer is read. */
+static void find_in_place(const tg_graph *graph, const int *last_use, int *value_root, int *value_death)
+{
+    for (int i = 0; i < graph->n_nodes; i++) {
+        const tg_node *node = &graph->nodes[i];
+        value_root[i] = i;
+        value_death[i] = last_use[i];
+        if (node->kind != TG_NODE_KIND_OP || !node->op->forward_in_place || node->n_in < 1) continue;
+        tg_node_id src = node->in[0];
+        if (src < 0 || graph->nodes[src].kind != TG_NODE_KIND_OP || last_use[src] != i) continue;
+        const tg_tensor *x = &graph->nodes[src].value;
+        if (x->dtype != node->value.dtype || tg_tensor_nbytes(x) != tg_tensor_nbytes(&node->value)) continue;
+        if (reads_twice(node, src)) continue;
+        value_root[i] = value_root[src];
+        if (last_use[i] > value_death[value_root[i]]) value_death[value_root[i]] = last_use[i];
+    }
+}
+
+/* Copies the inputs' current values from the old arena to where the new plan puts
+ * them in `arena` (first, in node order), so that a value fed before a replan that
+ * grows the arena survives it, as it does when the arena is kept. */
+static void keep_fed_inputs(const tg_graph *graph, unsigned char *arena)
+{
+    size_t at = 0;
+    for (int i = 0; i < graph->n_nodes; i++) {
+        const tg_node *node = &graph->nodes[i];
+        if (node->kind != TG_NODE_KIND_INPUT) continue;
+        const unsigned char *old = node->value.data;
+        size_t bytes = tg_tensor_nbytes(&node->value);
+        if (old && graph->arena && old >= graph->arena && old + bytes <= graph->arena + graph->arena_capacity)
+            memcpy(arena + at, old, bytes);
+        at += tg_align64(bytes);
+    }
+}
+
 tg_status tg_graph_plan(tg_graph *graph, tg_node_id loss, size_t *peak_bytes)
 {
     int n = graph->n_nodes;
@@ -299,8 +346,11 @@ tg_status tg_graph_plan(tg_graph *graph, tg_node_id loss, size_t *peak_bytes)
     void **scratch_forward = calloc((size_t)(n ? n : 1), sizeof *scratch_forward);
     void **scratch_backward = calloc((size_t)(n ? n : 1), sizeof *scratch_backward);
     int *grad_birth = malloc(sizeof *grad_birth * (size_t)(n ? n : 1));
+    int *value_root = malloc(sizeof *value_root * (size_t)(n ? n : 1));
+    int *value_death = malloc(sizeof *value_death * (size_t)(n ? n : 1));
     tg_status status = TG_STATUS_OK;
-    if (!reaches || !last_use || !buffers || !scratch_forward || !scratch_backward || !grad_birth) {
+    if (!reaches || !last_use || !buffers || !scratch_forward || !scratch_backward || !grad_birth || !value_root ||
+        !value_death) {
         status = tg_error(TG_STATUS_NOMEM, "graph: out of memory planning %d nodes", n);
         goto done;
     }
@@ -315,11 +365,14 @@ tg_status tg_graph_plan(tg_graph *graph, tg_node_id loss, size_t *peak_bytes)
         tg_node *node = &graph->nodes[j];
         if (node->kind != TG_NODE_KIND_OP) continue;
         int runs_backward = node->needs_grad;
-        int step = runs_backward ? 2 * n - 1 - j : j;
-        if (step > last_use[j]) last_use[j] = step;
+        int bwd = 2 * n - 1 - j;
+        int own = runs_backward && !node->op->backward_skips_output ? bwd : j;
+        if (own > last_use[j]) last_use[j] = own;
         for (int k = 0; k < node->n_in; k++) {
             tg_node_id src = node->in[k];
             if (src < 0) continue;
+            int skipped = k < 64 && (node->op->backward_skips_inputs >> k & 1u);
+            int step = runs_backward && !skipped ? bwd : j;
             if (step > last_use[src]) last_use[src] = step;
             if (runs_backward && input_gets_grad(graph, node, k) && graph->nodes[src].kind == TG_NODE_KIND_OP &&
                 j > grad_birth[src])
@@ -334,12 +387,16 @@ tg_status tg_graph_plan(tg_graph *graph, tg_node_id loss, size_t *peak_bytes)
         if (graph->nodes[i].keep) last_use[i] = end;
         graph->nodes[i].last_step = last_use[i];
     }
+    find_in_place(graph, last_use, value_root, value_death);
     int count = 0;
+    size_t inputs_bytes = 0;   /* inputs live the whole step: they sit first, in node order */
     for (int i = 0; i < n; i++) {
         tg_node *node = &graph->nodes[i];
         if (node->kind == TG_NODE_KIND_PARAM || node->kind == TG_NODE_KIND_BUFFER) continue;
-        buffers[count++] = (plan_buffer){tg_align64(tg_tensor_nbytes(&node->value)),
-                                         node->kind == TG_NODE_KIND_INPUT ? 0 : i, last_use[i], &node->value.data, 0};
+        if (node->kind == TG_NODE_KIND_INPUT) inputs_bytes += tg_align64(tg_tensor_nbytes(&node->value));
+        else if (value_root[i] == i)
+            buffers[count++] = (plan_buffer){tg_align64(tg_tensor_nbytes(&node->value)), i, value_death[i],
+                                             &node->value.data, 0};
         if (node->kind != TG_NODE_KIND_OP) continue;
         int bwd = 2 * n - 1 - i;
         if (node->sizes.aux_bytes)
@@ -363,17 +420,28 @@ tg_status tg_graph_plan(tg_graph *graph, tg_node_id loss, size_t *peak_bytes)
         status = tg_error(TG_STATUS_NOMEM, "graph: out of memory planning");
         goto done;
     }
+    peak += inputs_bytes;
     if (peak > graph->arena_capacity) {
         unsigned char *arena = tg_aligned_alloc(peak);
         if (!arena) {
             status = tg_error(TG_STATUS_NOMEM, "graph: cannot allocate the %zu-byte arena this step needs", peak);
             goto done;
         }
+        keep_fed_inputs(graph, arena);
         tg_aligned_free(graph->arena);
         graph->arena = arena;
         graph->arena_capacity = peak;
     }
-    for (int b = 0; b < count; b++) *buffers[b].target = graph->arena + buffers[b].offset;
+    size_t input_at = 0;
+    for (int i = 0; i < n; i++) {
+        tg_node *node = &graph->nodes[i];
+        if (node->kind != TG_NODE_KIND_INPUT) continue;
+        node->value.data = graph->arena + input_at;
+        input_at += tg_align64(tg_tensor_nbytes(&node->value));
+    }
+    for (int b = 0; b < count; b++) *buffers[b].target = graph->arena + inputs_bytes + buffers[b].offset;
+    for (int i = 0; i < n; i++)
+        if (value_root[i] != i) graph->nodes[i].value.data = graph->nodes[value_root[i]].value.data;
     for (int i = 0; i < n; i++) {
         tg_node *node = &graph->nodes[i];
         if (node->kind == TG_NODE_KIND_OP && !node->sizes.aux_bytes) node->aux = NULL;
@@ -394,6 +462,8 @@ tg_status tg_graph_plan(tg_graph *graph, tg_node_id loss, size_t *peak_bytes)
 done:
     free(reaches);
     free(last_use);
+    free(value_root);
+    free(value_death);
     free(buffers);
     free(scratch_forward);
     free(scratch_backward);
@@ -490,21 +560,25 @@ tg_status tg_graph_backward(tg_graph *graph)
         const tg_tensor *inputs[TG_MAX_INPUTS];
         tg_tensor *grads[TG_MAX_INPUTS];
         gather_inputs(graph, node, inputs);
+        uint64_t fresh = 0;
         for (int k = 0; k < node->n_in; k++) {
             grads[k] = NULL;
             if (!input_gets_grad(graph, node, k)) continue;
             tg_node *src = &graph->nodes[node->in[k]];
-            /* NOTE: the gradient is born at the backward of its last consumer: zero it
-             * there (twice is harmless when this op reads the same node twice). */
-            if (src->kind == TG_NODE_KIND_OP && graph->grad_birth[node->in[k]] == j)
-                memset(src->grad.data, 0, tg_tensor_nbytes(&src->grad));
+            /* NOTE: the gradient is born at the backward of its last consumer: that op
+             * writes it fresh when it can, else it is zeroed here (twice is harmless when
+             * this op reads the same node twice, which never writes fresh). */
+            if (src->kind == TG_NODE_KIND_OP && graph->grad_birth[node->in[k]] == j) {
+                if (node->op->backward_writes_fresh && k < 64 && !reads_twice(node, node->in[k])) fresh |= 1ull << k;
+                else memset(src->grad.data, 0, tg_tensor_nbytes(&src->grad));
+            }
             grads[k] = &src->grad;
         }
         tg_op_io io = {
             .def = node->op, .attrs = node->attrs, .in = inputs, .n_in = node->n_in, .out = &node->value,
             .aux = node->aux, .scratch = graph->scratch_backward[j], .training = graph->training && !node->force_eval,
             .seed = node_seed(graph, j),
-            .grad_out = &node->grad, .grad_in = grads,
+            .grad_out = &node->grad, .grad_in = grads, .grad_in_fresh = fresh,
         };
         TG_TRY(node->op->backward(&io));
     }

@@ -10,7 +10,11 @@
  * training step in one arena, reusing memory between buffers whose lifetimes do
  * not overlap; the arena size is the exact peak of the step and is known before
  * anything runs. The arena is allocated once per input shape: a steady training
- * step (forward, backward) calls no malloc.
+ * step (forward, backward) calls no malloc. A value lives until the last step that
+ * reads it: ops declare what their backward does not read (tg_op_def's
+ * backward_skips_*), and an in-place op (forward_in_place) takes the memory of an
+ * input nothing reads afterwards (relu over batchnorm's output, add over its first
+ * operand). Inputs sit first in the arena and survive a replan.
  *
  * Gradients: backward seeds d(loss)/d(loss) = 1 and runs each op's backward in
  * reverse order. Parameter gradients live outside the arena and ACCUMULATE

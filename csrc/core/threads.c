@@ -1,4 +1,11 @@
-/* threads.c: a fixed pool of pthreads that wake on a generation counter. */
+/* threads.c: a fixed pool of pthreads that wake on a generation counter and claim the
+ * chunks of a tg_parallel_for from a shared ticket.
+ *
+ * NOTE: chunks are claimed, not assigned: the caller starts on them at once and takes
+ * every chunk a worker has not claimed yet, so a call never waits for a worker the
+ * scheduler has not run (on a loaded machine that wait, a time slice per call, was
+ * most of a step). Which thread runs a chunk changes nothing: chunks are the same
+ * ranges, and kernels' per-thread scratch is indexed by the thread that runs it. */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
@@ -7,25 +14,28 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
 #define TG_MAX_THREADS 256
+#define TG_TICKET_INDEX_MASK 0xffffffffull
 
 typedef struct tg_pool {
     pthread_mutex_t lock;
     pthread_cond_t wake;          /* workers wait here for a new generation */
-    pthread_cond_t done;          /* the caller waits here for pending == 0 */
+    pthread_cond_t done;          /* the caller waits here for finished == chunks */
     pthread_t workers[TG_MAX_THREADS];
     int started;                  /* workers running (count - 1 when up) */
     int count;                    /* threads including the caller */
     uint64_t generation;
     uint64_t spawn_generation;    /* generation when the workers started: they wait for the next */
-    int pending;
     int stopping;
     tg_range_fn fn;
     void *ctx;
-    int64_t n, chunk;
+    int64_t n, chunk, chunks;
+    _Atomic uint64_t ticket;      /* (generation << 32) | next chunk to claim */
+    _Atomic int64_t finished;     /* chunks of the current generation done */
 } tg_pool;
 
 static tg_pool pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER, .done = PTHREAD_COND_INITIALIZER};
@@ -47,12 +57,34 @@ static int default_count(void)
     return n > 0 ? (int)(n < TG_MAX_THREADS ? n : TG_MAX_THREADS) : 1;
 }
 
-static void run_chunk(int index)
+/* One call's work as a thread saw it when it woke (or started it). */
+typedef struct pool_job {
+    uint64_t generation;
+    tg_range_fn fn;
+    void *ctx;
+    int64_t n, chunk, chunks;
+} pool_job;
+
+/* Claims and runs chunks of `job` until none is left. A thread holding a job of an
+ * older generation claims nothing: the ticket carries the generation. */
+static void run_chunks(const pool_job *job, int thread_index)
 {
-    int64_t begin = (int64_t)index * pool.chunk;
-    int64_t end = begin + pool.chunk;
-    if (end > pool.n) end = pool.n;
-    if (begin < end) pool.fn(pool.ctx, begin, end, index);
+    const uint64_t tag = (job->generation & TG_TICKET_INDEX_MASK) << 32;
+    for (;;) {
+        uint64_t ticket = atomic_load_explicit(&pool.ticket, memory_order_acquire);
+        if ((ticket & ~TG_TICKET_INDEX_MASK) != tag || (int64_t)(ticket & TG_TICKET_INDEX_MASK) >= job->chunks) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.ticket, &ticket, ticket + 1, memory_order_acq_rel,
+                                                   memory_order_acquire))
+            continue;
+        int64_t begin = (int64_t)(ticket & TG_TICKET_INDEX_MASK) * job->chunk;
+        int64_t end = begin + job->chunk < job->n ? begin + job->chunk : job->n;
+        if (begin < end) job->fn(job->ctx, begin, end, thread_index);
+        if (atomic_fetch_add_explicit(&pool.finished, 1, memory_order_acq_rel) + 1 == job->chunks) {
+            pthread_mutex_lock(&pool.lock);
+            pthread_cond_signal(&pool.done);
+            pthread_mutex_unlock(&pool.lock);
+        }
+    }
 }
 
 static void *worker_main(void *arg)
@@ -68,10 +100,11 @@ static void *worker_main(void *arg)
         while (!pool.stopping && pool.generation == seen) pthread_cond_wait(&pool.wake, &pool.lock);
         if (pool.stopping) break;
         seen = pool.generation;
+        pool_job job = {.generation = seen, .fn = pool.fn, .ctx = pool.ctx, .n = pool.n, .chunk = pool.chunk,
+                        .chunks = pool.chunks};
         pthread_mutex_unlock(&pool.lock);
-        run_chunk(index);
+        run_chunks(&job, index);
         pthread_mutex_lock(&pool.lock);
-        if (--pool.pending == 0) pthread_cond_signal(&pool.done);
     }
     pthread_mutex_unlock(&pool.lock);
     return NULL;
@@ -142,21 +175,31 @@ void tg_parallel_for(int64_t n, int64_t grain, tg_range_fn fn, void *ctx)
     int64_t chunks = (n + grain - 1) / grain;
     if (chunks > pool.count) chunks = pool.count;
     int64_t chunk = (n + chunks - 1) / chunks;
+    chunks = (n + chunk - 1) / chunk;
     pthread_mutex_lock(&pool.lock);
+    pool.generation++;
+    pool_job job = {.generation = pool.generation, .fn = fn, .ctx = ctx, .n = n, .chunk = chunk, .chunks = chunks};
     pool.fn = fn;
     pool.ctx = ctx;
     pool.n = n;
     pool.chunk = chunk;
-    pool.pending = pool.count - 1;
-    pool.generation++;
+    pool.chunks = chunks;
+    atomic_store_explicit(&pool.finished, 0, memory_order_relaxed);
+    atomic_store_explicit(&pool.ticket, (job.generation & TG_TICKET_INDEX_MASK) << 32, memory_order_release);
     pthread_cond_broadcast(&pool.wake);
     pthread_mutex_unlock(&pool.lock);
     inside_worker = 1;
-    run_chunk(0);
+    run_chunks(&job, 0);
     inside_worker = 0;
-    pthread_mutex_lock(&pool.lock);
-    while (pool.pending > 0) pthread_cond_wait(&pool.done, &pool.lock);
-    pthread_mutex_unlock(&pool.lock);
+    /* every chunk is claimed; wait for those a worker is still running */
+    for (int spin = 0; spin < 2000 && atomic_load_explicit(&pool.finished, memory_order_acquire) < chunks; spin++)
+        __builtin_ia32_pause();
+    if (atomic_load_explicit(&pool.finished, memory_order_acquire) < chunks) {
+        pthread_mutex_lock(&pool.lock);
+        while (atomic_load_explicit(&pool.finished, memory_order_acquire) < chunks)
+            pthread_cond_wait(&pool.done, &pool.lock);
+        pthread_mutex_unlock(&pool.lock);
+    }
     pthread_mutex_unlock(&pool_call_lock);
 }
 

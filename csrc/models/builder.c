@@ -168,7 +168,9 @@ tg_node_id tg_build_conv_transpose2d(tg_builder *b, const char *name, tg_node_id
     return tg_build_op(b, "conv_transpose2d", in, 3, 1, keys, values);
 }
 
-tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum)
+/* The batchnorm parameters and buffers under `name`, then the op `op` over them. */
+static tg_node_id build_batchnorm_op(tg_builder *b, const char *op, const char *name, tg_node_id x, double eps,
+                                     double momentum)
 {
     int64_t channels = tg_build_dim(b, x, 1);
     tg_node_id w = add_param(b, name, "weight", 1, &channels);
@@ -188,7 +190,17 @@ tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, d
     tg_node_id in[5] = {x, w, bias, mean, var};
     static const char *const keys[] = {"eps", "momentum"};
     double values[2] = {eps, momentum};
-    return tg_build_op(b, "batchnorm2d", in, 5, 2, keys, values);
+    return tg_build_op(b, op, in, 5, 2, keys, values);
+}
+
+tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum)
+{
+    return build_batchnorm_op(b, "batchnorm2d", name, x, eps, momentum);
+}
+
+tg_node_id tg_build_batchnorm2d_silu(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum)
+{
+    return build_batchnorm_op(b, "batchnorm2d_silu", name, x, eps, momentum);
 }
 
 /* bound < 0: PyTorch's default init (uniform +-1/sqrt(in) for weight and bias);

@@ -46,6 +46,9 @@ tg_node_id tg_build_conv_transpose2d(tg_builder *b, const char *name, tg_node_id
 
 /* batchnorm2d with weight (1), bias (0), running_mean, running_var and num_batches_tracked. */
 tg_node_id tg_build_batchnorm2d(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum);
+/* The same parameters, as one batchnorm2d_silu op: silu(batchnorm2d(x)) without storing
+ * the batchnorm output. */
+tg_node_id tg_build_batchnorm2d_silu(tg_builder *b, const char *name, tg_node_id x, double eps, double momentum);
 
 /* linear with weight [out, in] and bias [out], PyTorch's default uniform init. */
 tg_node_id tg_build_linear(tg_builder *b, const char *name, tg_node_id x, int64_t out_features, int bias);

@@ -35,8 +35,8 @@ static tg_node_id conv_bn_act(tg_builder *b, const char *prefix, tg_node_id x, i
     snprintf(conv, sizeof conv, "%s.0", prefix);
     snprintf(bn, sizeof bn, "%s.1", prefix);
     x = tg_build_conv2d(b, conv, x, out, kernel, stride, (kernel - 1) / 2, groups, 0);
-    x = tg_build_batchnorm2d(b, bn, x, EFFNET_BN_EPS, EFFNET_BN_MOMENTUM);
-    return act == EFFNET_ACT_SILU ? tg_build_unary(b, "silu", x) : x;
+    if (act == EFFNET_ACT_SILU) return tg_build_batchnorm2d_silu(b, bn, x, EFFNET_BN_EPS, EFFNET_BN_MOMENTUM);
+    return tg_build_batchnorm2d(b, bn, x, EFFNET_BN_EPS, EFFNET_BN_MOMENTUM);
 }
 
 /* torchvision.ops.SqueezeExcitation: x * sigmoid(fc2(silu(fc1(avgpool(x))))), fc1/fc2 1x1 convs with bias. */

@@ -52,7 +52,7 @@ static tg_status update_frozen_norms(tg_model *model)
     tg_graph *graph = &model->graph;
     for (int i = 0; i < graph->n_nodes; i++) {
         tg_node *node = &graph->nodes[i];
-        if (node->kind != TG_NODE_KIND_OP || strcmp(node->op->name, "batchnorm2d") != 0) continue;
+        if (node->kind != TG_NODE_KIND_OP || strncmp(node->op->name, "batchnorm2d", 11) != 0) continue;
         int params = 0, trainable = 0;
         for (int k = 1; k < node->n_in && k <= 2; k++) {
             if (node->in[k] < 0 || graph->nodes[node->in[k]].kind != TG_NODE_KIND_PARAM) continue;

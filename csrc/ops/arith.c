@@ -41,9 +41,10 @@ static const char *const binary_inputs[] = {"a", "b", NULL};
         }                                                                              \
     } while (0)
 
+/* NOTE: a and out are not restrict: in place, out is a (add, sub). */
 TG_SIMD_FUNCTION(arith_row,
-                 (tg_arith_kind kind, int accumulate, const float *restrict a, int64_t sa, const float *restrict b,
-                  int64_t sb, float *restrict out, int64_t n),
+                 (tg_arith_kind kind, int accumulate, const float *a, int64_t sa, const float *restrict b,
+                  int64_t sb, float *out, int64_t n),
                  (kind, accumulate, a, sa, b, sb, out, n))
 {
     switch (kind) {
@@ -159,15 +160,18 @@ static void aligned_input_shape(const tg_broadcast *bc, const tg_tensor *input, 
     }
 }
 
-/* grad += scale * g summed over the dims that input `which` broadcasts;
- * g has the output's shape. */
+/* grad += scale * g summed over the dims that input `which` broadcasts (grad = that
+ * when fresh); g has the output's shape. */
 static void sum_into_input_grad(const tg_broadcast *bc, const tg_tensor *input, const float *g, float scale,
-                                float *grad)
+                                int fresh, float *grad)
 {
     int64_t shape[TG_MAX_DIMS];
     aligned_input_shape(bc, input, shape);
-    tg_reduce_sum_to(g, bc->ndim, bc->shape, shape, scale, 1, grad);
+    tg_reduce_sum_to(g, bc->ndim, bc->shape, shape, scale, !fresh, grad);
 }
+
+/* 1 when io->grad_in[k] is to be written, not added to (backward_writes_fresh). */
+static int grad_fresh(const tg_op_io *io, int k) { return (int)(io->grad_in_fresh >> k & 1u); }
 
 /* A broadcast that reads its first operand contiguously with the output's shape
  * (a gradient) and its second through input `which`'s strides. */
@@ -207,7 +211,8 @@ static tg_status add_backward(const tg_op_io *io)
     tg_broadcast bc;
     TG_TRY(tg_broadcast_init(&bc, io->in[0], io->in[1], "add"));
     for (int k = 0; k < 2; k++)
-        if (io->grad_in[k]) sum_into_input_grad(&bc, io->in[k], io->grad_out->data, 1.0f, io->grad_in[k]->data);
+        if (io->grad_in[k])
+            sum_into_input_grad(&bc, io->in[k], io->grad_out->data, 1.0f, grad_fresh(io, k), io->grad_in[k]->data);
     return TG_STATUS_OK;
 }
 
@@ -217,9 +222,11 @@ static tg_status add_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_node(e, "Add", n->input, 2, n->output, NULL, 0);
 }
 
+/* NOTE: in place, out is a: the forward's loops read a[i] before writing out[i]. */
 const tg_op_def tg_op_add = {
     .name = "add", .input_names = binary_inputs,
     .infer = add_infer, .forward = add_forward, .backward = add_backward, .onnx = add_onnx,
+    .backward_skips_inputs = 3, .backward_skips_output = 1, .forward_in_place = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- sub: out = a - b ---- */
@@ -238,7 +245,8 @@ static tg_status sub_backward(const tg_op_io *io)
     TG_TRY(tg_broadcast_init(&bc, io->in[0], io->in[1], "sub"));
     for (int k = 0; k < 2; k++)
         if (io->grad_in[k])
-            sum_into_input_grad(&bc, io->in[k], io->grad_out->data, k == 0 ? 1.0f : -1.0f, io->grad_in[k]->data);
+            sum_into_input_grad(&bc, io->in[k], io->grad_out->data, k == 0 ? 1.0f : -1.0f, grad_fresh(io, k),
+                                io->grad_in[k]->data);
     return TG_STATUS_OK;
 }
 
@@ -251,6 +259,7 @@ static tg_status sub_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
 const tg_op_def tg_op_sub = {
     .name = "sub", .input_names = binary_inputs,
     .infer = sub_infer, .forward = sub_forward, .backward = sub_backward, .onnx = sub_onnx,
+    .backward_skips_inputs = 3, .backward_skips_output = 1, .forward_in_place = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- mul: out = a * b ---- */
@@ -276,11 +285,12 @@ static tg_status mul_backward(const tg_op_io *io)
         tg_broadcast g = grad_times_input(&bc, 1 - k);
         const float *other = io->in[1 - k]->data;
         if (has_output_shape(&bc, io->in[k])) {
-            tg_arith_strided(TG_ARITH_KIND_MUL, 1, &g, io->grad_out->data, other, io->grad_in[k]->data);
+            tg_arith_strided(TG_ARITH_KIND_MUL, !grad_fresh(io, k), &g, io->grad_out->data, other,
+                             io->grad_in[k]->data);
         } else {
             float *product = io->scratch; /* [out] */
             tg_arith_strided(TG_ARITH_KIND_MUL, 0, &g, io->grad_out->data, other, product);
-            sum_into_input_grad(&bc, io->in[k], product, 1.0f, io->grad_in[k]->data);
+            sum_into_input_grad(&bc, io->in[k], product, 1.0f, grad_fresh(io, k), io->grad_in[k]->data);
         }
     }
     return TG_STATUS_OK;
@@ -295,6 +305,7 @@ static tg_status mul_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
 const tg_op_def tg_op_mul = {
     .name = "mul", .input_names = binary_inputs,
     .infer = mul_infer, .forward = mul_forward, .backward = mul_backward, .onnx = mul_onnx,
+    .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- div: out = a / b ---- */
@@ -320,12 +331,12 @@ static tg_status div_backward(const tg_op_io *io)
     float *grad_over_b_times_out = (float *)((char *)io->scratch + tg_align64(numel * sizeof(float))); /* [out] */
     tg_broadcast g = grad_times_input(&bc, 1);
     tg_arith_strided(TG_ARITH_KIND_DIV, 0, &g, io->grad_out->data, io->in[1]->data, grad_over_b);
-    if (io->grad_in[0]) sum_into_input_grad(&bc, io->in[0], grad_over_b, 1.0f, io->grad_in[0]->data);
+    if (io->grad_in[0]) sum_into_input_grad(&bc, io->in[0], grad_over_b, 1.0f, 0, io->grad_in[0]->data);
     if (io->grad_in[1]) {
         tg_broadcast same = grad_times_input(&bc, 0);
         for (int d = 0; d < bc.ndim; d++) same.stride[1][d] = same.stride[0][d];
         tg_arith_strided(TG_ARITH_KIND_MUL, 0, &same, grad_over_b, io->out->data, grad_over_b_times_out);
-        sum_into_input_grad(&bc, io->in[1], grad_over_b_times_out, -1.0f, io->grad_in[1]->data);
+        sum_into_input_grad(&bc, io->in[1], grad_over_b_times_out, -1.0f, 0, io->grad_in[1]->data);
     }
     return TG_STATUS_OK;
 }

@@ -20,18 +20,23 @@ static const char *const unary_inputs[] = {"x", NULL};
 
 /* ---- the activation driver ---- */
 
-/* y[i] = f(x[i]) for i < n. */
-typedef void (*activation_forward_fn)(const float *restrict x, float *restrict y, int64_t n, const void *attrs);
+/* y[i] = f(x[i]) for i < n. NOTE: x and y are not restrict: an in-place step runs with
+ * y == x (each y[i] is written after x[i] is read, never read again). */
+typedef void (*activation_forward_fn)(const float *x, float *y, int64_t n, const void *attrs);
 /* gx[i] += gy[i] * f'(x[i]); y is the forward's output. */
 typedef void (*activation_backward_fn)(const float *restrict x, const float *restrict y, const float *restrict gy,
                                        float *restrict gx, int64_t n, const void *attrs);
 
-#define FORWARD_PARAMS (const float *restrict x, float *restrict y, int64_t n, const void *attrs)
+#define FORWARD_PARAMS (const float *x, float *y, int64_t n, const void *attrs)
 #define FORWARD_ARGS (x, y, n, attrs)
 #define BACKWARD_PARAMS \
     (const float *restrict x, const float *restrict y, const float *restrict gy, float *restrict gx, int64_t n, \
      const void *attrs)
 #define BACKWARD_ARGS (x, y, gy, gx, n, attrs)
+
+/* Elements a fresh gradient is zeroed by before its loop adds into them: small enough
+ * that the zeros are still in L1 when the loop reads them. */
+#define TG_FRESH_BLOCK 2048
 
 typedef struct activation_ctx {
     activation_forward_fn forward;
@@ -39,6 +44,7 @@ typedef struct activation_ctx {
     const float *x, *y, *gy;   /* [n] */
     float *out;                /* [n]: y in forward, gx in backward */
     const void *attrs;
+    int fresh;                 /* backward: gx holds garbage; write it */
 } activation_ctx;
 
 static tg_status activation_infer(const tg_tensor *const *in, int n_in, const void *attrs, tg_tensor *out,
@@ -67,27 +73,42 @@ static void activation_backward_range(void *arg, int64_t begin, int64_t end, int
 {
     (void)thread_index;
     const activation_ctx *c = arg;
-    c->backward(c->x + begin, c->y + begin, c->gy + begin, c->out + begin, end - begin, c->attrs);
+    if (!c->fresh) {
+        c->backward(c->x + begin, c->y + begin, c->gy + begin, c->out + begin, end - begin, c->attrs);
+        return;
+    }
+    /* NOTE: zeroing each block just before adding into it gives exactly the bits of
+     * zero-then-accumulate (0 + v, so -0 becomes +0) without a pass over memory. */
+    for (int64_t i = begin; i < end; i += TG_FRESH_BLOCK) {
+        int64_t n = end - i < TG_FRESH_BLOCK ? end - i : TG_FRESH_BLOCK;
+        memset(c->out + i, 0, (size_t)n * sizeof(float));
+        c->backward(c->x + i, c->y + i, c->gy + i, c->out + i, n, c->attrs);
+    }
 }
 
 static tg_status activation_backward(const tg_op_io *io, activation_backward_fn fn)
 {
     if (!io->grad_in[0]) return TG_STATUS_OK;
     activation_ctx c = {.backward = fn, .x = io->in[0]->data, .y = io->out->data, .gy = io->grad_out->data,
-                        .out = io->grad_in[0]->data, .attrs = io->attrs};
+                        .out = io->grad_in[0]->data, .attrs = io->attrs, .fresh = (int)(io->grad_in_fresh & 1u)};
     tg_parallel_for(tg_tensor_numel(io->out), TG_ELEMENTWISE_GRAIN, activation_backward_range, &c);
     return TG_STATUS_OK;
 }
 
+/* What an activation's backward reads, for the memory plan: its input x, or only its
+ * output y (then it may run in place: y overwrites x). */
+#define ACTIVATION_READS_INPUT .backward_skips_output = 1
+#define ACTIVATION_READS_OUTPUT .backward_skips_inputs = 1, .forward_in_place = 1
+
 /* Defines tg_op_<op> from op_forward_rows, op_backward_rows and op_onnx. */
-#define ACTIVATION_OP(op, specs, n_specs, attrs_bytes)                                                      \
+#define ACTIVATION_OP(op, specs, n_specs, attrs_bytes, reads)                                               \
     static tg_status op##_forward(const tg_op_io *io) { return activation_forward(io, op##_forward_rows); }   \
     static tg_status op##_backward(const tg_op_io *io) { return activation_backward(io, op##_backward_rows); } \
     const tg_op_def tg_op_##op = {                                                                          \
         .name = #op, .input_names = unary_inputs,                                                           \
         .attr_specs = specs, .n_attrs = n_specs, .attrs_size = attrs_bytes,                                 \
         .infer = activation_infer, .forward = op##_forward, .backward = op##_backward,                      \
-        .onnx = op##_onnx,                                                                                  \
+        .onnx = op##_onnx, reads, .backward_writes_fresh = 1,                                               \
     }
 
 /* ---- relu: y = max(x, 0) ---- */
@@ -99,10 +120,12 @@ TG_SIMD_FUNCTION(relu_forward_rows, FORWARD_PARAMS, FORWARD_ARGS)
     for (int64_t i = 0; i < n; i++) y[i] = x[i] < 0.0f ? 0.0f : x[i];
 }
 
+/* NOTE: reads y, not x (y > 0 exactly where x > 0, NaN and -0 included), so that relu
+ * can run in place. */
 TG_SIMD_FUNCTION(relu_backward_rows, BACKWARD_PARAMS, BACKWARD_ARGS)
 {
-    (void)y; (void)attrs;
-    for (int64_t i = 0; i < n; i++) gx[i] += x[i] > 0.0f ? gy[i] : 0.0f;
+    (void)x; (void)attrs;
+    for (int64_t i = 0; i < n; i++) gx[i] += y[i] > 0.0f ? gy[i] : 0.0f;
 }
 
 static tg_status relu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
@@ -110,7 +133,7 @@ static tg_status relu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_unary(e, n, "Relu", NULL, 0);
 }
 
-ACTIVATION_OP(relu, NULL, 0, 0);
+ACTIVATION_OP(relu, NULL, 0, 0, ACTIVATION_READS_OUTPUT);
 
 /* ---- leaky_relu: y = x > 0 ? x : negative_slope * x ---- */
 
@@ -141,7 +164,7 @@ static tg_status leaky_relu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_unary(e, n, "LeakyRelu", &alpha, 1);
 }
 
-ACTIVATION_OP(leaky_relu, leaky_relu_attr_specs, 1, sizeof(leaky_relu_attrs));
+ACTIVATION_OP(leaky_relu, leaky_relu_attr_specs, 1, sizeof(leaky_relu_attrs), ACTIVATION_READS_INPUT);
 
 /* ---- sigmoid: y = 1 / (1 + e^-x) ---- */
 
@@ -162,7 +185,7 @@ static tg_status sigmoid_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_unary(e, n, "Sigmoid", NULL, 0);
 }
 
-ACTIVATION_OP(sigmoid, NULL, 0, 0);
+ACTIVATION_OP(sigmoid, NULL, 0, 0, ACTIVATION_READS_OUTPUT);
 
 /* ---- tanh ---- */
 
@@ -183,7 +206,7 @@ static tg_status tanh_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_unary(e, n, "Tanh", NULL, 0);
 }
 
-ACTIVATION_OP(tanh, NULL, 0, 0);
+ACTIVATION_OP(tanh, NULL, 0, 0, ACTIVATION_READS_OUTPUT);
 
 /* ---- silu: y = x * sigmoid(x) ---- */
 
@@ -212,7 +235,7 @@ static tg_status silu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_node(e, "Mul", product, 2, n->output, NULL, 0);
 }
 
-ACTIVATION_OP(silu, NULL, 0, 0);
+ACTIVATION_OP(silu, NULL, 0, 0, ACTIVATION_READS_INPUT);
 
 /* ---- gelu: y = x * Phi(x), or with approximate: x * sigmoid(2u),
  *      u = sqrt(2/pi) (x + 0.044715 x^3), which equals PyTorch's 0.5 x (1 + tanh u)
@@ -302,7 +325,7 @@ static tg_status gelu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_node(e, "Mul", m, 2, n->output, NULL, 0);
 }
 
-ACTIVATION_OP(gelu, gelu_attr_specs, 1, sizeof(gelu_attrs));
+ACTIVATION_OP(gelu, gelu_attr_specs, 1, sizeof(gelu_attrs), ACTIVATION_READS_INPUT);
 
 /* ---- hardswish: y = x * clamp(x + 3, 0, 6) / 6 ---- */
 
@@ -332,7 +355,7 @@ static tg_status hardswish_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_unary(e, n, "HardSwish", NULL, 0);
 }
 
-ACTIVATION_OP(hardswish, NULL, 0, 0);
+ACTIVATION_OP(hardswish, NULL, 0, 0, ACTIVATION_READS_INPUT);
 
 /* ---- hardsigmoid: y = clamp(x / 6 + 1/2, 0, 1) ---- */
 
@@ -358,7 +381,7 @@ static tg_status hardsigmoid_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
     return tg_onnx_unary(e, n, "HardSigmoid", attrs, 2);
 }
 
-ACTIVATION_OP(hardsigmoid, NULL, 0, 0);
+ACTIVATION_OP(hardsigmoid, NULL, 0, 0, ACTIVATION_READS_INPUT);
 
 /* ---- softmax and log_softmax along a dim ----
  * The input is seen as [outer, D, inner]. With inner == 1 each row of D is
@@ -662,8 +685,9 @@ TG_INLINE uint32_t mix32(uint32_t x)
 
 typedef struct dropout_ctx {
     const float *x, *gy;   /* [numel] */
-    float *out;            /* [numel]: y in forward, gx in backward (+=) */
+    float *out;            /* [numel]: y in forward (may be x: in place), gx in backward (+=) */
     uint8_t *mask;         /* [numel] */
+    int fresh;             /* backward: gx holds garbage; write it */
     uint64_t seed;
     uint32_t threshold;    /* drop when hash < threshold */
     int drop_all;          /* p == 1 */
@@ -672,7 +696,7 @@ typedef struct dropout_ctx {
 
 /* Elements first .. first + n - 1 of one 2^32 block whose key is (key0, key1). */
 TG_SIMD_FUNCTION(dropout_rows,
-                 (const float *restrict x, float *restrict y, uint8_t *restrict mask, uint32_t first, uint32_t key0,
+                 (const float *x, float *y, uint8_t *restrict mask, uint32_t first, uint32_t key0,
                   uint32_t key1, uint32_t threshold, int drop_all, float scale, int64_t n),
                  (x, y, mask, first, key0, key1, threshold, drop_all, scale, n))
 {
@@ -703,7 +727,7 @@ static void copy_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const dropout_ctx *c = arg;
-    memcpy(c->out + begin, c->x + begin, (size_t)(end - begin) * sizeof(float));
+    if (c->out != c->x) memcpy(c->out + begin, c->x + begin, (size_t)(end - begin) * sizeof(float));
 }
 
 static tg_status dropout_forward(const tg_op_io *io)
@@ -736,8 +760,12 @@ static void dropout_backward_range(void *arg, int64_t begin, int64_t end, int th
 {
     (void)thread_index;
     const dropout_ctx *c = arg;
-    if (c->mask) dropout_grad_rows(c->gy + begin, c->mask + begin, c->scale, c->out + begin, end - begin);
-    else add_rows(c->gy + begin, c->out + begin, end - begin);
+    for (int64_t i = begin; i < end; i += TG_FRESH_BLOCK) {
+        int64_t n = end - i < TG_FRESH_BLOCK ? end - i : TG_FRESH_BLOCK;
+        if (c->fresh) memset(c->out + i, 0, (size_t)n * sizeof(float));
+        if (c->mask) dropout_grad_rows(c->gy + i, c->mask + i, c->scale, c->out + i, n);
+        else add_rows(c->gy + i, c->out + i, n);
+    }
 }
 
 static tg_status dropout_backward(const tg_op_io *io)
@@ -746,7 +774,7 @@ static tg_status dropout_backward(const tg_op_io *io)
     const dropout_attrs *a = io->attrs;
     dropout_ctx c = {
         .gy = io->grad_out->data, .out = io->grad_in[0]->data, .mask = io->training ? io->aux : NULL,
-        .scale = a->p >= 1.0 ? 0.0f : (float)(1.0 / (1.0 - a->p)),
+        .scale = a->p >= 1.0 ? 0.0f : (float)(1.0 / (1.0 - a->p)), .fresh = (int)(io->grad_in_fresh & 1u),
     };
     tg_parallel_for(tg_tensor_numel(io->out), TG_ELEMENTWISE_GRAIN, dropout_backward_range, &c);
     return TG_STATUS_OK;
@@ -762,4 +790,5 @@ const tg_op_def tg_op_dropout = {
     .name = "dropout", .input_names = unary_inputs,
     .attr_specs = dropout_attr_specs, .n_attrs = 1, .attrs_size = sizeof(dropout_attrs),
     .infer = dropout_infer, .forward = dropout_forward, .backward = dropout_backward, .onnx = dropout_onnx,
+    .backward_skips_inputs = 1, .backward_skips_output = 1, .forward_in_place = 1, .backward_writes_fresh = 1,
 };

@@ -1,6 +1,7 @@
 /* norm.c: normalisation layers, float32, PyTorch semantics: batchnorm2d (training
  * with batch statistics and a running-statistics update, eval with the running
- * statistics), layernorm (over the trailing dims) and groupnorm.
+ * statistics), batchnorm2d_silu (batchnorm2d then SiLU in one op: the normalised
+ * values are never stored), layernorm (over the trailing dims) and groupnorm.
  * Not here: instance norm, batchnorm of other ranks, momentum=None (cumulative
  * averaging), affine-free groupnorm variants beyond absent weight/bias.
  *
@@ -14,11 +15,15 @@
 
 #include "../export/onnx.h"
 #include "op.h"
+#include "vmath.h"
 
 #define TG_NORM_LANES 16
 
-/* Sum of x[0..n) in a fixed order: 16 lanes, combined pairwise, then the tail. */
-static float norm_sum(const float *restrict x, int64_t n)
+/* NOTE: the sums below are compiled twice (TG_SIMD_FUNCTION: AVX-512 and portable) with
+ * the same 16-lane order and no contraction, so both copies give the same bits. */
+
+/* *sum = x[0..n) in a fixed order: 16 lanes, combined pairwise, then the tail. */
+TG_SIMD_FUNCTION(norm_sum_into, (const float *restrict x, int64_t n, float *restrict sum), (x, n, sum))
 {
     float acc[TG_NORM_LANES] = {0};
     int64_t i = 0;
@@ -28,11 +33,19 @@ static float norm_sum(const float *restrict x, int64_t n)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += x[i];
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
 }
 
-/* Sum of (x[i] - mean)^2, same order as norm_sum. */
-static float norm_sum_sq_dev(const float *restrict x, int64_t n, float mean)
+static float norm_sum(const float *x, int64_t n)
+{
+    float sum;
+    norm_sum_into(x, n, &sum);
+    return sum;
+}
+
+/* *sum = sum of (x[i] - mean)^2, same order as norm_sum. */
+TG_SIMD_FUNCTION(norm_sum_sq_dev_into, (const float *restrict x, int64_t n, float mean, float *restrict sum),
+                 (x, n, mean, sum))
 {
     float acc[TG_NORM_LANES] = {0};
     int64_t i = 0;
@@ -45,11 +58,20 @@ static float norm_sum_sq_dev(const float *restrict x, int64_t n, float mean)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += (x[i] - mean) * (x[i] - mean);
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
 }
 
-/* Sum of g[i] * (x[i] - mean), same order as norm_sum. */
-static float norm_dot_dev(const float *restrict g, const float *restrict x, int64_t n, float mean)
+static float norm_sum_sq_dev(const float *x, int64_t n, float mean)
+{
+    float sum;
+    norm_sum_sq_dev_into(x, n, mean, &sum);
+    return sum;
+}
+
+/* *sum = sum of g[i] * (x[i] - mean), same order as norm_sum. */
+TG_SIMD_FUNCTION(norm_dot_dev_into,
+                 (const float *restrict g, const float *restrict x, int64_t n, float mean, float *restrict sum),
+                 (g, x, n, mean, sum))
 {
     float acc[TG_NORM_LANES] = {0};
     int64_t i = 0;
@@ -59,13 +81,83 @@ static float norm_dot_dev(const float *restrict g, const float *restrict x, int6
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += g[i] * (x[i] - mean);
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
+}
+
+/* norm_sum(g) and norm_dot_dev(g, x, mean) in one pass over g: the same two orders. */
+TG_SIMD_FUNCTION(norm_sum_and_dot_dev_into,
+                 (const float *restrict g, const float *restrict x, int64_t n, float mean, float *restrict sums),
+                 (g, x, n, mean, sums))
+{
+    float acc[TG_NORM_LANES] = {0}, dot[TG_NORM_LANES] = {0};
+    int64_t i = 0;
+    for (; i + TG_NORM_LANES <= n; i += TG_NORM_LANES)
+        for (int j = 0; j < TG_NORM_LANES; j++) {
+            acc[j] += g[i + j];
+            dot[j] += g[i + j] * (x[i + j] - mean);
+        }
+    for (int w = TG_NORM_LANES / 2; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) {
+            acc[j] += acc[j + w];
+            dot[j] += dot[j + w];
+        }
+    float tail = 0.0f, tail_dot = 0.0f;
+    for (; i < n; i++) {
+        tail += g[i];
+        tail_dot += g[i] * (x[i] - mean);
+    }
+    sums[0] = acc[0] + tail;
+    sums[1] = dot[0] + tail_dot;
+}
+
+static float norm_dot_dev(const float *g, const float *x, int64_t n, float mean)
+{
+    float sum;
+    norm_dot_dev_into(g, x, n, mean, &sum);
+    return sum;
 }
 
 /* y[i] = x[i] * scale + shift */
-static void norm_affine(const float *restrict x, float *restrict y, int64_t n, float scale, float shift)
+TG_SIMD_FUNCTION(norm_affine, (const float *restrict x, float *restrict y, int64_t n, float scale, float shift),
+                 (x, y, n, scale, shift))
 {
     for (int64_t i = 0; i < n; i++) y[i] = x[i] * scale + shift;
+}
+
+/* The batchnorm input gradient of one contiguous run: o = scale * (g - mean_g - (x - mean) * k),
+ * written (0 + v) when fresh, else added. */
+TG_SIMD_FUNCTION(norm_input_grad,
+                 (const float *restrict g, const float *restrict x, float *restrict o, int64_t n, float scale,
+                  float mean_g, float mean, float k, int fresh),
+                 (g, x, o, n, scale, mean_g, mean, k, fresh))
+{
+    if (fresh) for (int64_t i = 0; i < n; i++) o[i] = 0.0f + scale * (g[i] - mean_g - (x[i] - mean) * k);
+    else for (int64_t i = 0; i < n; i++) o[i] += scale * (g[i] - mean_g - (x[i] - mean) * k);
+}
+
+/* y[i] = silu(z), z = x[i] * scale + shift: the same float operations as norm_affine
+ * followed by elementwise.c's silu, so the fused op matches the pair bit for bit. */
+TG_SIMD_FUNCTION(norm_affine_silu, (const float *restrict x, float *restrict y, int64_t n, float scale, float shift),
+                 (x, y, n, scale, shift))
+{
+    for (int64_t i = 0; i < n; i++) {
+        float z = x[i] * scale + shift;
+        y[i] = z * tg_vsigmoidf(z);
+    }
+}
+
+/* g[i] = gy[i] * silu'(z), z = x[i] * scale + shift: elementwise.c's silu backward
+ * written fresh (0 + v), on the recomputed batchnorm output. */
+TG_SIMD_FUNCTION(norm_silu_grad,
+                 (const float *restrict x, const float *restrict gy, float *restrict g, int64_t n, float scale,
+                  float shift),
+                 (x, gy, g, n, scale, shift))
+{
+    for (int64_t i = 0; i < n; i++) {
+        float z = x[i] * scale + shift;
+        float s = tg_vsigmoidf(z);
+        g[i] = 0.0f + gy[i] * s * (1.0f + z * (1.0f - s));
+    }
 }
 
 static tg_status norm_check_param(const tg_tensor *t, int64_t count, const char *op, const char *arg)
@@ -126,6 +218,9 @@ typedef struct batchnorm2d_ctx {
     const float *gy;                  /* [N, C, H, W] (backward) */
     float *gx;                        /* [N, C, H, W] or NULL (backward, +=) */
     float *gweight, *gbias;           /* [C] or NULL (backward, +=) */
+    int gx_fresh;                     /* gx holds garbage: write it (as += into zeros) */
+    float *gz;                        /* [N, C, H, W] scratch (backward, silu): d loss / d batchnorm output */
+    int silu;                         /* batchnorm2d_silu: y = silu(batchnorm(x)) */
     int use_batch_stats;
     double eps, momentum;
 } batchnorm2d_ctx;
@@ -162,9 +257,14 @@ static void batchnorm2d_forward_range(void *arg, int64_t begin, int64_t end, int
         c->invstd[ch] = invstd;
         float scale = invstd * (c->weight ? c->weight[ch] : 1.0f);
         float shift = (c->bias ? c->bias[ch] : 0.0f) - (float)mean * scale;
-        for (int64_t n = 0; n < c->batch; n++) norm_affine(x + n * stride, c->y + ch * plane + n * stride, plane, scale, shift);
+        for (int64_t n = 0; n < c->batch; n++) {
+            if (c->silu) norm_affine_silu(x + n * stride, c->y + ch * plane + n * stride, plane, scale, shift);
+            else norm_affine(x + n * stride, c->y + ch * plane + n * stride, plane, scale, shift);
+        }
     }
 }
+
+extern const tg_op_def tg_op_batchnorm2d_silu;
 
 static batchnorm2d_ctx batchnorm2d_context(const tg_op_io *io)
 {
@@ -182,6 +282,7 @@ static batchnorm2d_ctx batchnorm2d_context(const tg_op_io *io)
         .running_mean = rm ? rm->data : NULL, .running_var = rv ? rv->data : NULL,
         .y = io->out->data, .mean = io->aux, .invstd = (float *)io->aux + channels,
         .use_batch_stats = io->training || !rm, .eps = a->eps, .momentum = a->momentum,
+        .silu = io->def == &tg_op_batchnorm2d_silu,
     };
     return c;
 }
@@ -191,8 +292,8 @@ static tg_status batchnorm2d_forward(const tg_op_io *io)
     batchnorm2d_ctx c = batchnorm2d_context(io);
     if (c.use_batch_stats && c.batch * c.plane < 2) {
         char buf[96];
-        return tg_error(TG_STATUS_VALUE, "batchnorm2d: training needs more than 1 value per channel, got x of shape %s; "
-                        "use a larger batch or eval mode", tg_shape_str(io->in[0], buf, sizeof buf));
+        return tg_error(TG_STATUS_VALUE, "%s: training needs more than 1 value per channel, got x of shape %s; "
+                        "use a larger batch or eval mode", io->def->name, tg_shape_str(io->in[0], buf, sizeof buf));
     }
     tg_parallel_for(c.channels, 1, batchnorm2d_forward_range, &c);
     return TG_STATUS_OK;
@@ -206,32 +307,42 @@ static void batchnorm2d_backward_range(void *arg, int64_t begin, int64_t end, in
     for (int64_t ch = begin; ch < end; ch++) {
         const float *x = c->x + ch * plane, *gy = c->gy + ch * plane;
         float mean = c->mean[ch], invstd = c->invstd[ch];
+        if (c->silu) {
+            /* the gradient at the batchnorm output, from the forward's own scale and shift */
+            float scale = invstd * (c->weight ? c->weight[ch] : 1.0f);
+            float shift = (c->bias ? c->bias[ch] : 0.0f) - mean * scale;
+            for (int64_t n = 0; n < c->batch; n++)
+                norm_silu_grad(x + n * stride, gy + n * stride, c->gz + ch * plane + n * stride, plane, scale, shift);
+            gy = c->gz + ch * plane;
+        }
         double sum_gy = 0.0, sum_gy_dev = 0.0;
         for (int64_t n = 0; n < c->batch; n++) {
-            sum_gy += norm_sum(gy + n * stride, plane);
-            sum_gy_dev += norm_dot_dev(gy + n * stride, x + n * stride, plane, mean);
+            float sums[2];
+            norm_sum_and_dot_dev_into(gy + n * stride, x + n * stride, plane, mean, sums);
+            sum_gy += sums[0];
+            sum_gy_dev += sums[1];
         }
         if (c->gbias) c->gbias[ch] += (float)sum_gy;
         if (c->gweight) c->gweight[ch] += (float)(sum_gy_dev * invstd);
         if (!c->gx) continue;
         float scale = invstd * (c->weight ? c->weight[ch] : 1.0f);
         float *gx = c->gx + ch * plane;
+        /* NOTE: a fresh gx is written as 0 + v, the bits of zero-then-accumulate (-0 becomes +0) */
         if (!c->use_batch_stats) {
             for (int64_t n = 0; n < c->batch; n++) {
                 const float *restrict g = gy + n * stride;
                 float *restrict o = gx + n * stride;
-                for (int64_t i = 0; i < plane; i++) o[i] += g[i] * scale;
+                if (c->gx_fresh) for (int64_t i = 0; i < plane; i++) o[i] = 0.0f + g[i] * scale;
+                else for (int64_t i = 0; i < plane; i++) o[i] += g[i] * scale;
             }
             continue;
         }
         /* dx = scale * (gy - mean(gy) - xhat * mean(gy * xhat)), xhat = (x - mean) * invstd */
         float mean_gy = (float)(sum_gy / (double)count);
         float k = (float)(sum_gy_dev / (double)count) * invstd * invstd;
-        for (int64_t n = 0; n < c->batch; n++) {
-            const float *restrict g = gy + n * stride, *restrict xv = x + n * stride;
-            float *restrict o = gx + n * stride;
-            for (int64_t i = 0; i < plane; i++) o[i] += scale * (g[i] - mean_gy - (xv[i] - mean) * k);
-        }
+        for (int64_t n = 0; n < c->batch; n++)
+            norm_input_grad(gy + n * stride, x + n * stride, gx + n * stride, plane, scale, mean_gy, mean, k,
+                            c->gx_fresh);
     }
 }
 
@@ -239,7 +350,10 @@ static tg_status batchnorm2d_backward(const tg_op_io *io)
 {
     batchnorm2d_ctx c = batchnorm2d_context(io);
     c.gy = io->grad_out->data;
+    c.gz = io->scratch;
     c.gx = io->grad_in[0] ? io->grad_in[0]->data : NULL;
+    c.gx_fresh = (int)(io->grad_in_fresh & 1u);
+    tg_zero_fresh_grads(io, 1u);
     c.gweight = io->n_in > 1 && io->grad_in[1] ? io->grad_in[1]->data : NULL;
     c.gbias = io->n_in > 2 && io->grad_in[2] ? io->grad_in[2]->data : NULL;
     tg_parallel_for(c.channels, 1, batchnorm2d_backward_range, &c);
@@ -249,7 +363,7 @@ static tg_status batchnorm2d_backward(const tg_op_io *io)
 /* BatchNormalization in inference mode (running statistics). A missing weight or bias
  * becomes a constant of ones or zeros; without running statistics eval normalises
  * with the batch's own, which ONNX's inference BatchNormalization cannot express. */
-static tg_status batchnorm2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+static tg_status batchnorm2d_onnx_to(tg_onnx_emitter *e, const tg_onnx_node_ctx *n, const char *output)
 {
     if (n->n_in < 5 || !n->input[3] || !n->input[4])
         return tg_error(TG_STATUS_UNSUPPORTED, "batchnorm2d (layer '%s'): export needs running_mean and running_var "
@@ -266,14 +380,51 @@ static tg_status batchnorm2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
         TG_TRY(status);
     }
     tg_onnx_attr eps = tg_onnx_attr_float("epsilon", ((const batchnorm2d_attrs *)n->attrs)->eps);
-    return tg_onnx_node(e, "BatchNormalization", inputs, 5, n->output, &eps, 1);
+    return tg_onnx_node(e, "BatchNormalization", inputs, 5, output, &eps, 1);
+}
+
+static tg_status batchnorm2d_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    return batchnorm2d_onnx_to(e, n, n->output);
 }
 
 const tg_op_def tg_op_batchnorm2d = {
     .name = "batchnorm2d", .input_names = batchnorm2d_inputs, .no_grad_inputs = (1u << 3) | (1u << 4),
     .attr_specs = batchnorm2d_attr_specs, .n_attrs = 2, .attrs_size = sizeof(batchnorm2d_attrs),
     .infer = batchnorm2d_infer, .forward = batchnorm2d_forward, .backward = batchnorm2d_backward,
-    .onnx = batchnorm2d_onnx,
+    .onnx = batchnorm2d_onnx, .backward_skips_output = 1, .backward_writes_fresh = 1,
+};
+
+/* ---- batchnorm2d_silu: y = silu(batchnorm2d(x)), one op ----
+ * EfficientNet's Conv2dNormActivation. Backward recomputes the normalised values from
+ * x and the saved statistics, so the step keeps x only (batchnorm2d then silu would
+ * keep both x and the batchnorm output); results equal the pair's bit for bit. */
+
+static tg_status batchnorm2d_silu_infer(const tg_tensor *const *in, int n_in, const void *attrs, tg_tensor *out,
+                                        tg_op_sizes *sizes)
+{
+    TG_TRY(batchnorm2d_infer(in, n_in, attrs, out, sizes));
+    sizes->scratch_backward = tg_align64((size_t)tg_tensor_numel(in[0]) * sizeof(float)); /* gz [N, C, H, W] */
+    return TG_STATUS_OK;
+}
+
+/* BatchNormalization, then x * Sigmoid(x) (opset 17 has no SiLU). */
+static tg_status batchnorm2d_silu_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx *n)
+{
+    const char *normalised, *gate;
+    TG_TRY(tg_onnx_temp_name(e, n->output, &normalised));
+    TG_TRY(batchnorm2d_onnx_to(e, n, normalised));
+    TG_TRY(tg_onnx_temp_name(e, n->output, &gate));
+    TG_TRY(tg_onnx_node(e, "Sigmoid", &normalised, 1, gate, NULL, 0));
+    const char *product[2] = {normalised, gate};
+    return tg_onnx_node(e, "Mul", product, 2, n->output, NULL, 0);
+}
+
+const tg_op_def tg_op_batchnorm2d_silu = {
+    .name = "batchnorm2d_silu", .input_names = batchnorm2d_inputs, .no_grad_inputs = (1u << 3) | (1u << 4),
+    .attr_specs = batchnorm2d_attr_specs, .n_attrs = 2, .attrs_size = sizeof(batchnorm2d_attrs),
+    .infer = batchnorm2d_silu_infer, .forward = batchnorm2d_forward, .backward = batchnorm2d_backward,
+    .onnx = batchnorm2d_silu_onnx, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- layernorm: normalise each row over the trailing dims normalized_shape ---- */

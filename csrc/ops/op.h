@@ -23,6 +23,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "../core/status.h"
 #include "../core/tensor.h"
@@ -78,6 +79,9 @@ typedef struct tg_op_io {
     uint64_t seed;                   /* randomness of this call (dropout) */
     const tg_tensor *grad_out;       /* backward: same shape as out */
     tg_tensor *const *grad_in;       /* backward: [n_in]; NULL where not wanted; += into these */
+    /* backward, for ops with backward_writes_fresh only: bit i set means grad_in[i] holds
+     * garbage, not a gradient: write it whole (=, as if += into zeros) instead of adding. */
+    uint64_t grad_in_fresh;
 } tg_op_io;
 
 typedef tg_status (*tg_op_infer_fn)(const tg_tensor *const *in, int n_in, const void *attrs,
@@ -98,6 +102,19 @@ struct tg_op_def {
     /* Optional: writes the op as ONNX nodes in inference (eval) mode through the
      * emitter (export/onnx.h). NULL: a model using the op cannot be exported. */
     tg_status (*onnx)(tg_onnx_emitter *e, const tg_onnx_node_ctx *n);
+    /* Optional facts for the graph's memory plan; 0, the default, is always safe.
+     * backward_skips_inputs, bit i: backward never reads input i's data (shapes only);
+     * backward_skips_output: backward never reads out's data. What backward does not
+     * read is freed (reused) as soon as forward is done with it. */
+    uint64_t backward_skips_inputs;
+    int backward_skips_output;
+    /* 1: forward is correct with out->data == in[0]->data (same shape; element i of out
+     * depends only on element i of in[0] and on the other inputs), so the plan may give
+     * the output the memory of an in[0] that nothing reads afterwards. */
+    int forward_in_place;
+    /* 1: backward honours io->grad_in_fresh, which spares the executor zeroing the
+     * gradients this op is the first to write. */
+    int backward_writes_fresh;
 };
 
 /* ---- registry (registry.c, rows in op_list.h) ---- */
@@ -126,6 +143,15 @@ tg_status tg_check_dtype(const tg_tensor *t, tg_dtype dtype, const char *op, con
 
 /* Fails with TG_STATUS_SHAPE unless t->ndim == ndim. */
 tg_status tg_check_ndim(const tg_tensor *t, int ndim, const char *op, const char *arg);
+
+/* For backward_writes_fresh ops: zeroes the fresh gradients the op does not write
+ * itself (bits of io->grad_in_fresh outside `written`), so that it may += into them. */
+static inline void tg_zero_fresh_grads(const tg_op_io *io, uint64_t written)
+{
+    uint64_t rest = io->grad_in_fresh & ~written;
+    for (int k = 0; k < io->n_in && k < 64; k++)
+        if ((rest >> k & 1u) && io->grad_in[k]) memset(io->grad_in[k]->data, 0, tg_tensor_nbytes(io->grad_in[k]));
+}
 
 /* Scratch sizes are rounded to this so several buffers can be carved from one. */
 static inline size_t tg_align64(size_t n) { return (n + 63) & ~(size_t)63; }

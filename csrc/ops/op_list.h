@@ -57,3 +57,5 @@ TG_OP(scale)
 /* int8 inference (quantized.c): what trugrade.quantize puts in place of conv2d and linear */
 TG_OP(quantized_conv2d)
 TG_OP(quantized_linear)
+/* fused batchnorm + activation (norm.c) */
+TG_OP(batchnorm2d_silu)

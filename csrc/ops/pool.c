@@ -11,8 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <immintrin.h>
+
 #include "../export/onnx.h"
 #include "op.h"
+#include "vmath.h"
 
 static const char *const pool_inputs[] = {"x", NULL};
 
@@ -98,6 +101,7 @@ typedef struct pool_ctx {
     float *gx;             /* [planes, in_h, in_w] (+=) */
     int count_include_pad;
     int64_t divisor_override;
+    int fresh;             /* backward: gx holds garbage; each plane is zeroed before its scatter */
 } pool_ctx;
 
 /* ---- max_pool2d ---- */
@@ -133,42 +137,118 @@ static tg_status max_pool2d_infer(const tg_tensor *const *in, int n_in, const vo
     return pool_set_output(out, in[0], g.out_h, g.out_w);
 }
 
+/* One plane, any geometry: the reference loop. */
+static void max_pool2d_plane_scalar(const pool_geometry *g, const float *x, float *y, int32_t *arg_out)
+{
+    const int64_t kh = g->kernel[0], kw = g->kernel[1], sh = g->stride[0], sw = g->stride[1];
+    const int64_t dh = g->dilation[0], dw = g->dilation[1], ph = g->padding[0], pw = g->padding[1];
+    const int64_t in_h = g->in_h, in_w = g->in_w, out_h = g->out_h, out_w = g->out_w;
+    for (int64_t oh = 0; oh < out_h; oh++) {
+        int64_t h0 = oh * sh - ph, h1 = h0 + (kh - 1) * dh + 1;
+        if (h1 > in_h) h1 = in_h;
+        while (h0 < 0) h0 += dh;
+        for (int64_t ow = 0; ow < out_w; ow++) {
+            int64_t w0 = ow * sw - pw, w1 = w0 + (kw - 1) * dw + 1;
+            if (w1 > in_w) w1 = in_w;
+            while (w0 < 0) w0 += dw;
+            int64_t best = h0 * in_w + w0;
+            float best_value = -INFINITY;
+            for (int64_t h = h0; h < h1; h += dh)
+                for (int64_t w = w0; w < w1; w += dw) {
+                    float v = x[h * in_w + w];
+                    /* NOTE: as PyTorch, a NaN wins (propagates), and among equal maxima the first in
+                     * row-major order. */
+                    if (v > best_value || isnan(v)) {
+                        best_value = v;
+                        best = h * in_w + w;
+                    }
+                }
+            y[oh * out_w + ow] = best_value;
+            arg_out[oh * out_w + ow] = (int32_t)best;
+        }
+    }
+}
+
+/* Lanes l in [0, 16) whose column base + step * l lies in [0, width), as a mask over the
+ * first `span` loaded elements (span = 16 * step); step is 1 or 2. */
+static __mmask32 max_pool2d_column_mask(int64_t base, int64_t width, int64_t span)
+{
+    int64_t lo = base < 0 ? -base : 0, hi = width - base;
+    if (hi > span) hi = span;
+    if (hi <= lo) return 0;
+    uint64_t bits = ((hi - lo) >= 64 ? ~0ull : ((1ull << (hi - lo)) - 1)) << lo;
+    return (__mmask32)bits;
+}
+
+/* One plane with dilation 1 and a column stride of 1 or 2: 16 outputs of a row at once.
+ * Each lane visits its window in the scalar loop's order with the same comparison, and
+ * columns outside the input read as -inf, which never wins, so the values and argmax
+ * indices equal max_pool2d_plane_scalar's bit for bit. */
+TG_TARGET_AVX512 static void max_pool2d_plane_avx512(const pool_geometry *g, const float *x, float *y,
+                                                      int32_t *arg_out)
+{
+    const int64_t kh = g->kernel[0], kw = g->kernel[1], sh = g->stride[0], sw = g->stride[1];
+    const int64_t ph = g->padding[0], pw = g->padding[1];
+    const int64_t in_h = g->in_h, in_w = g->in_w, out_h = g->out_h, out_w = g->out_w;
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+    const __m512i lane_column = sw == 1 ? lane : _mm512_slli_epi32(lane, 1);   /* step * l */
+    const __m512 neg_inf = _mm512_set1_ps(-INFINITY);
+    for (int64_t oh = 0; oh < out_h; oh++) {
+        int64_t h0 = oh * sh - ph, h1 = h0 + kh;
+        if (h1 > in_h) h1 = in_h;
+        if (h0 < 0) h0 = 0;
+        for (int64_t ow0 = 0; ow0 < out_w; ow0 += 16) {
+            int64_t lanes = out_w - ow0 < 16 ? out_w - ow0 : 16;
+            __mmask16 active = (__mmask16)((1u << lanes) - 1);
+            /* first column of each lane's window, clamped into the input: [16] */
+            __m512i first = _mm512_max_epi32(_mm512_add_epi32(_mm512_set1_epi32((int32_t)(ow0 * sw - pw)), lane_column),
+                                             _mm512_setzero_si512());
+            __m512i best_index = _mm512_add_epi32(first, _mm512_set1_epi32((int32_t)(h0 * in_w)));
+            __m512 best = neg_inf;
+            for (int64_t h = h0; h < h1; h++) {
+                const float *row = x + h * in_w;   /* [in_w] */
+                for (int64_t kj = 0; kj < kw; kj++) {
+                    int64_t base = ow0 * sw - pw + kj;   /* column of lane 0 */
+                    __m512 v;
+                    if (sw == 1) {
+                        __mmask16 m = (__mmask16)max_pool2d_column_mask(base, in_w, 16);
+                        v = _mm512_mask_loadu_ps(neg_inf, m, (const void *)((uintptr_t)row + (uintptr_t)(base * 4)));
+                    } else {
+                        __mmask32 m = max_pool2d_column_mask(base, in_w, 32);
+                        __m512 lo = _mm512_mask_loadu_ps(neg_inf, (__mmask16)m,
+                                                         (const void *)((uintptr_t)row + (uintptr_t)(base * 4)));
+                        __m512 hi = _mm512_mask_loadu_ps(neg_inf, (__mmask16)(m >> 16),
+                                                         (const void *)((uintptr_t)row + (uintptr_t)((base + 16) * 4)));
+                        v = _mm512_permutex2var_ps(lo, even, hi);
+                    }
+                    __mmask16 wins = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ) | _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+                    best = _mm512_mask_mov_ps(best, wins, v);
+                    best_index = _mm512_mask_mov_epi32(best_index, wins,
+                                                       _mm512_add_epi32(_mm512_set1_epi32((int32_t)(h * in_w + base)),
+                                                                        lane_column));
+                }
+            }
+            _mm512_mask_storeu_ps(y + oh * out_w + ow0, active, best);
+            _mm512_mask_storeu_epi32(arg_out + oh * out_w + ow0, active, best_index);
+        }
+    }
+}
+
 static void max_pool2d_forward_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const pool_ctx *c = arg;
     const pool_geometry *g = &c->g;
-    const int64_t kh = g->kernel[0], kw = g->kernel[1], sh = g->stride[0], sw = g->stride[1];
-    const int64_t dh = g->dilation[0], dw = g->dilation[1], ph = g->padding[0], pw = g->padding[1];
-    const int64_t in_h = g->in_h, in_w = g->in_w, out_h = g->out_h, out_w = g->out_w;
+    const int64_t in_plane = g->in_h * g->in_w, out_plane = g->out_h * g->out_w;
+    int vector = tg_cpu_has_avx512() && g->dilation[0] == 1 && g->dilation[1] == 1 &&
+                 (g->stride[1] == 1 || g->stride[1] == 2);
     for (int64_t p = begin; p < end; p++) {
-        const float *x = c->x + p * in_h * in_w;
-        float *y = c->y + p * out_h * out_w;
-        int32_t *arg_out = c->argmax + p * out_h * out_w;
-        for (int64_t oh = 0; oh < out_h; oh++) {
-            int64_t h0 = oh * sh - ph, h1 = h0 + (kh - 1) * dh + 1;
-            if (h1 > in_h) h1 = in_h;
-            while (h0 < 0) h0 += dh;
-            for (int64_t ow = 0; ow < out_w; ow++) {
-                int64_t w0 = ow * sw - pw, w1 = w0 + (kw - 1) * dw + 1;
-                if (w1 > in_w) w1 = in_w;
-                while (w0 < 0) w0 += dw;
-                int64_t best = h0 * in_w + w0;
-                float best_value = -INFINITY;
-                for (int64_t h = h0; h < h1; h += dh)
-                    for (int64_t w = w0; w < w1; w += dw) {
-                        float v = x[h * in_w + w];
-                        /* NOTE: as PyTorch, a NaN wins (propagates), and among equal maxima the first in
-                         * row-major order. */
-                        if (v > best_value || isnan(v)) {
-                            best_value = v;
-                            best = h * in_w + w;
-                        }
-                    }
-                y[oh * out_w + ow] = best_value;
-                arg_out[oh * out_w + ow] = (int32_t)best;
-            }
-        }
+        const float *x = c->x + p * in_plane;   /* [in_h, in_w] */
+        float *y = c->y + p * out_plane;        /* [out_h, out_w] */
+        int32_t *arg_out = c->argmax + p * out_plane;
+        if (vector) max_pool2d_plane_avx512(g, x, y, arg_out);
+        else max_pool2d_plane_scalar(g, x, y, arg_out);
     }
 }
 
@@ -190,6 +270,7 @@ static void max_pool2d_backward_range(void *arg, int64_t begin, int64_t end, int
         float *gx = c->gx + p * in_plane;
         const float *gy = c->gy + p * out_plane;
         const int32_t *idx = c->argmax + p * out_plane;
+        if (c->fresh) memset(gx, 0, (size_t)in_plane * sizeof(float));
         for (int64_t o = 0; o < out_plane; o++) gx[idx[o]] += gy[o];
     }
 }
@@ -197,7 +278,8 @@ static void max_pool2d_backward_range(void *arg, int64_t begin, int64_t end, int
 static tg_status max_pool2d_backward(const tg_op_io *io)
 {
     if (!io->grad_in[0]) return TG_STATUS_OK;
-    pool_ctx c = {.argmax = io->aux, .gy = io->grad_out->data, .gx = io->grad_in[0]->data};
+    pool_ctx c = {.argmax = io->aux, .gy = io->grad_out->data, .gx = io->grad_in[0]->data,
+                  .fresh = (int)(io->grad_in_fresh & 1u)};
     TG_TRY(max_pool2d_geometry(&c.g, io->in[0], io->attrs));
     tg_parallel_for(c.g.planes, pool_grain(c.g.out_h * c.g.out_w), max_pool2d_backward_range, &c);
     return TG_STATUS_OK;
@@ -221,7 +303,7 @@ const tg_op_def tg_op_max_pool2d = {
     .name = "max_pool2d", .input_names = pool_inputs,
     .attr_specs = max_pool2d_attr_specs, .n_attrs = 5, .attrs_size = sizeof(max_pool2d_attrs),
     .infer = max_pool2d_infer, .forward = max_pool2d_forward, .backward = max_pool2d_backward,
-    .onnx = max_pool2d_onnx,
+    .onnx = max_pool2d_onnx, .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- avg_pool2d ---- */
@@ -317,6 +399,7 @@ static void avg_pool2d_backward_range(void *arg, int64_t begin, int64_t end, int
     for (int64_t p = begin; p < end; p++) {
         float *gx = c->gx + p * c->g.in_h * in_w;
         const float *gy = c->gy + p * out_h * out_w;
+        if (c->fresh) memset(gx, 0, (size_t)(c->g.in_h * in_w) * sizeof(float));
         for (int64_t oh = 0; oh < out_h; oh++)
             for (int64_t ow = 0; ow < out_w; ow++) {
                 int64_t h0, h1, w0, w1;
@@ -332,7 +415,7 @@ static tg_status avg_pool2d_backward(const tg_op_io *io)
     if (!io->grad_in[0]) return TG_STATUS_OK;
     const avg_pool2d_attrs *a = io->attrs;
     pool_ctx c = {.gy = io->grad_out->data, .gx = io->grad_in[0]->data, .count_include_pad = a->count_include_pad,
-                  .divisor_override = a->divisor_override};
+                  .divisor_override = a->divisor_override, .fresh = (int)(io->grad_in_fresh & 1u)};
     TG_TRY(avg_pool2d_geometry(&c.g, io->in[0], a));
     tg_parallel_for(c.g.planes, pool_grain(c.g.out_h * c.g.out_w * c.g.kernel[0] * c.g.kernel[1]),
                     avg_pool2d_backward_range, &c);
@@ -361,7 +444,7 @@ const tg_op_def tg_op_avg_pool2d = {
     .name = "avg_pool2d", .input_names = pool_inputs,
     .attr_specs = avg_pool2d_attr_specs, .n_attrs = 6, .attrs_size = sizeof(avg_pool2d_attrs),
     .infer = avg_pool2d_infer, .forward = avg_pool2d_forward, .backward = avg_pool2d_backward,
-    .onnx = avg_pool2d_onnx,
+    .onnx = avg_pool2d_onnx, .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* ---- adaptive_avg_pool2d and global_avg_pool ---- */
@@ -370,8 +453,9 @@ const tg_op_def tg_op_avg_pool2d = {
 static int64_t adaptive_start(int64_t o, int64_t out, int64_t in) { return (o * in) / out; }
 static int64_t adaptive_end(int64_t o, int64_t out, int64_t in) { return ((o + 1) * in + out - 1) / out; }
 
-/* Sum of x[0..n) in 16 lanes combined pairwise, then the tail (a fixed order). */
-static float pool_plane_sum(const float *restrict x, int64_t n)
+/* *sum = x[0..n) in 16 lanes combined pairwise, then the tail (a fixed order; the
+ * AVX-512 and portable copies give the same bits). */
+TG_SIMD_FUNCTION(pool_plane_sum_into, (const float *restrict x, int64_t n, float *restrict sum), (x, n, sum))
 {
     float acc[16] = {0};
     int64_t i = 0;
@@ -381,7 +465,21 @@ static float pool_plane_sum(const float *restrict x, int64_t n)
         for (int j = 0; j < w; j++) acc[j] += acc[j + w];
     float tail = 0.0f;
     for (; i < n; i++) tail += x[i];
-    return acc[0] + tail;
+    *sum = acc[0] + tail;
+}
+
+static float pool_plane_sum(const float *x, int64_t n)
+{
+    float sum;
+    pool_plane_sum_into(x, n, &sum);
+    return sum;
+}
+
+/* gx[i] += g, or gx[i] = 0 + g when fresh: a global pool's gradient over one plane. */
+TG_SIMD_FUNCTION(pool_plane_spread, (float *restrict gx, int64_t n, float g, int fresh), (gx, n, g, fresh))
+{
+    if (fresh) for (int64_t i = 0; i < n; i++) gx[i] = 0.0f + g;
+    else for (int64_t i = 0; i < n; i++) gx[i] += g;
 }
 
 static void adaptive_avg_pool2d_forward_range(void *arg, int64_t begin, int64_t end, int thread_index)
@@ -417,6 +515,11 @@ static void adaptive_avg_pool2d_backward_range(void *arg, int64_t begin, int64_t
     for (int64_t p = begin; p < end; p++) {
         float *restrict gx = c->gx + p * in_h * in_w;
         const float *gy = c->gy + p * out_h * out_w;
+        if (out_h == 1 && out_w == 1) {
+            pool_plane_spread(gx, in_h * in_w, gy[0] / (float)(in_h * in_w), c->fresh);
+            continue;
+        }
+        if (c->fresh) memset(gx, 0, (size_t)(in_h * in_w) * sizeof(float));
         for (int64_t oh = 0; oh < out_h; oh++) {
             int64_t h0 = adaptive_start(oh, out_h, in_h), h1 = adaptive_end(oh, out_h, in_h);
             for (int64_t ow = 0; ow < out_w; ow++) {
@@ -462,6 +565,7 @@ static tg_status adaptive_run(const tg_op_io *io, const char *op, int64_t out_h,
     if (!io->grad_in[0]) return TG_STATUS_OK;
     c.gy = io->grad_out->data;
     c.gx = io->grad_in[0]->data;
+    c.fresh = (int)(io->grad_in_fresh & 1u);
     tg_parallel_for(c.g.planes, grain, adaptive_avg_pool2d_backward_range, &c);
     return TG_STATUS_OK;
 }
@@ -543,6 +647,7 @@ const tg_op_def tg_op_adaptive_avg_pool2d = {
     .attr_specs = adaptive_avg_pool2d_attr_specs, .n_attrs = 1, .attrs_size = sizeof(adaptive_avg_pool2d_attrs),
     .infer = adaptive_avg_pool2d_infer, .forward = adaptive_avg_pool2d_forward,
     .backward = adaptive_avg_pool2d_backward, .onnx = adaptive_avg_pool2d_onnx,
+    .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };
 
 /* global_avg_pool: x [N, C, H, W] -> [N, C, 1, 1], the adaptive pool to 1 x 1. */
@@ -568,5 +673,5 @@ static tg_status global_avg_pool_onnx(tg_onnx_emitter *e, const tg_onnx_node_ctx
 const tg_op_def tg_op_global_avg_pool = {
     .name = "global_avg_pool", .input_names = pool_inputs,
     .infer = global_avg_pool_infer, .forward = global_avg_pool_forward, .backward = global_avg_pool_backward,
-    .onnx = global_avg_pool_onnx,
+    .onnx = global_avg_pool_onnx, .backward_skips_inputs = 1, .backward_skips_output = 1, .backward_writes_fresh = 1,
 };

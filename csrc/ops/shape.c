@@ -61,6 +61,7 @@ static void copy_range(void *arg, int64_t begin, int64_t end, int thread_index)
 {
     (void)thread_index;
     const flat_ctx *c = arg;
+    if (c->dst == c->src) return;   /* in place: nothing to move */
     memcpy(c->dst + (size_t)begin * c->elem, c->src + (size_t)begin * c->elem, (size_t)(end - begin) * c->elem);
 }
 
@@ -83,14 +84,20 @@ static void copy_or_accumulate(void *dst, const void *src, int64_t n, size_t ele
     tg_parallel_for(n, grain_for((int64_t)elem), accumulate ? accumulate_range : copy_range, &c);
 }
 
-/* dx += dy for the ops that only re-label dims (reshape, flatten). */
+/* dx += dy (dx = dy when fresh) for the ops that only re-label dims (reshape, flatten). */
 static tg_status relabel_backward(const tg_op_io *io)
 {
     if (!io->grad_in[0]) return TG_STATUS_OK;
     TG_TRY(check_grad_dtype(io->in[0], io->def->name));
-    copy_or_accumulate(io->grad_in[0]->data, io->grad_out->data, tg_tensor_numel(io->out), sizeof(float), 1);
+    copy_or_accumulate(io->grad_in[0]->data, io->grad_out->data, tg_tensor_numel(io->out), sizeof(float),
+                       !(io->grad_in_fresh & 1u));
     return TG_STATUS_OK;
 }
+
+/* The memory plan's view of reshape and flatten: backward reads no data, and in place
+ * (the output given the input's memory) the forward copy is skipped: a free view. */
+#define RELABEL_FACTS \
+    .backward_skips_inputs = 1, .backward_skips_output = 1, .forward_in_place = 1, .backward_writes_fresh = 1
 
 static tg_status relabel_forward(const tg_op_io *io)
 {
@@ -164,6 +171,7 @@ const tg_op_def tg_op_reshape = {
     .name = "reshape", .input_names = unary_inputs,
     .attr_specs = reshape_attr_specs, .n_attrs = 1, .attrs_size = sizeof(reshape_attrs),
     .infer = reshape_infer, .forward = relabel_forward, .backward = relabel_backward, .onnx = reshape_to_output_onnx,
+    RELABEL_FACTS,
 };
 
 /* ---- flatten: dims start_dim..end_dim merged into one ---- */
@@ -216,6 +224,7 @@ const tg_op_def tg_op_flatten = {
     .name = "flatten", .input_names = unary_inputs,
     .attr_specs = flatten_attr_specs, .n_attrs = 2, .attrs_size = sizeof(flatten_attrs),
     .infer = flatten_infer, .forward = relabel_forward, .backward = relabel_backward, .onnx = flatten_onnx,
+    RELABEL_FACTS,
 };
 
 /* ---- the permuted copy shared by permute and transpose ---- */

@@ -49,9 +49,10 @@ static uint64_t stochastic_depth_hash(uint64_t x)
 typedef struct stochastic_depth_ctx {
     const float *x;        /* [N, per_sample] (forward) */
     const float *gy;       /* [N, per_sample] (backward) */
-    float *out;            /* [N, per_sample]: y (forward, =) or gx (backward, +=) */
+    float *out;            /* [N, per_sample]: y (forward, =; may be x: in place) or gx (backward, +=) */
     const float *scale;    /* [N]; NULL: the identity (eval) */
     int64_t per_sample;
+    int fresh;             /* backward: gx holds garbage; write it (as += into zeros) */
 } stochastic_depth_ctx;
 
 static void stochastic_depth_forward_range(void *arg, int64_t begin, int64_t end, int thread_index)
@@ -59,14 +60,14 @@ static void stochastic_depth_forward_range(void *arg, int64_t begin, int64_t end
     (void)thread_index;
     const stochastic_depth_ctx *c = arg;
     if (!c->scale) {
-        memcpy(c->out + begin, c->x + begin, (size_t)(end - begin) * sizeof(float));
+        if (c->out != c->x) memcpy(c->out + begin, c->x + begin, (size_t)(end - begin) * sizeof(float));
         return;
     }
     for (int64_t i = begin; i < end;) {
         int64_t n = i / c->per_sample, stop = (n + 1) * c->per_sample < end ? (n + 1) * c->per_sample : end;
         const float s = c->scale[n];
-        const float *restrict x = c->x;
-        float *restrict y = c->out;
+        const float *x = c->x;   /* NOTE: not restrict: in place, y is x */
+        float *y = c->out;
         for (int64_t j = i; j < stop; j++) y[j] = x[j] * s;
         i = stop;
     }
@@ -103,7 +104,8 @@ static void stochastic_depth_backward_range(void *arg, int64_t begin, int64_t en
         const float s = c->scale ? c->scale[n] : 1.0f;
         const float *restrict gy = c->gy;
         float *restrict gx = c->out;
-        for (int64_t j = i; j < stop; j++) gx[j] += gy[j] * s;
+        if (c->fresh) for (int64_t j = i; j < stop; j++) gx[j] = 0.0f + gy[j] * s;
+        else for (int64_t j = i; j < stop; j++) gx[j] += gy[j] * s;
         i = stop;
     }
 }
@@ -117,6 +119,7 @@ static tg_status stochastic_depth_backward(const tg_op_io *io)
     stochastic_depth_ctx c = {
         .gy = io->grad_out->data, .out = io->grad_in[0]->data,
         .scale = io->training && a->p > 0.0 ? io->aux : NULL, .per_sample = batch ? numel / batch : 1,
+        .fresh = (int)(io->grad_in_fresh & 1u),
     };
     if (numel) tg_parallel_for(numel, STOCHASTIC_DEPTH_GRAIN, stochastic_depth_backward_range, &c);
     return TG_STATUS_OK;
@@ -132,5 +135,6 @@ const tg_op_def tg_op_stochastic_depth = {
     .name = "stochastic_depth", .input_names = stochastic_depth_inputs,
     .attr_specs = stochastic_depth_attr_specs, .n_attrs = 1, .attrs_size = sizeof(stochastic_depth_attrs),
     .infer = stochastic_depth_infer, .forward = stochastic_depth_forward, .backward = stochastic_depth_backward,
-    .onnx = stochastic_depth_onnx,
+    .onnx = stochastic_depth_onnx, .backward_skips_inputs = 1, .backward_skips_output = 1, .forward_in_place = 1,
+    .backward_writes_fresh = 1,
 };

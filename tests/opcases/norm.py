@@ -1,4 +1,4 @@
-"""Cases for csrc/ops/norm.c: batchnorm2d (training and eval), layernorm, groupnorm."""
+"""Cases for csrc/ops/norm.c: batchnorm2d (training and eval), batchnorm2d_silu, layernorm, groupnorm."""
 import torch.nn.functional as F
 
 from opcheck import Case, rand, randn
@@ -12,6 +12,11 @@ def _stats(c, seed):
 def _bn(training):
     return lambda x, w=None, b=None, rm=None, rv=None, momentum=0.1, eps=1e-5: F.batch_norm(
         x, rm, rv, w, b, training=training or rm is None, momentum=momentum, eps=eps)
+
+
+def _bn_silu(training):
+    bn = _bn(training)
+    return lambda *args, **kwargs: F.silu(bn(*args, **kwargs))
 
 
 BN_GRAD = [True, True, True, False, False]
@@ -29,6 +34,15 @@ CASES = [
     Case("batchnorm2d", [randn(2, 3, 4, 5, seed=17), None, randn(3, seed=18)] + _stats(3, 19),
          _bn(False), grad=[True, False, True, False, False], id="eval_no_weight"),
     Case("batchnorm2d", [randn(2, 3, 4, 5, seed=20)], _bn(False), id="eval_without_running_stats"),
+    Case("batchnorm2d_silu", [randn(4, 3, 5, 7, seed=21), randn(3, seed=22), randn(3, seed=23)] + _stats(3, 24),
+         _bn_silu(True), training=True, grad=BN_GRAD, id="train"),
+    Case("batchnorm2d_silu", [randn(1, 5, 3, 3, seed=25) * 3, randn(5, seed=26), None] + _stats(5, 27),
+         _bn_silu(True), training=True, grad=[True, True, False, False, False], attrs={"momentum": 0.3, "eps": 1e-3},
+         id="train_batch1_no_bias"),
+    Case("batchnorm2d_silu", [randn(2, 4, 1, 1, seed=28) * 3 + 5], _bn_silu(True), training=True,
+         id="train_no_affine_1x1"),
+    Case("batchnorm2d_silu", [randn(2, 3, 4, 5, seed=29), randn(3, seed=30), randn(3, seed=31)] + _stats(3, 32),
+         _bn_silu(False), grad=BN_GRAD, id="eval"),
     Case("layernorm", [randn(2, 5, 7, seed=1), randn(7, seed=2), randn(7, seed=3)],
          lambda x, w, b, normalized_shape, eps=1e-5: F.layer_norm(x, normalized_shape, w, b, eps),
          attrs={"normalized_shape": [7]}, id="last"),
