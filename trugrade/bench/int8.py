@@ -3,8 +3,8 @@
 run), quantizes it with trugrade.quantize (calibration: --calib-limit training images),
 then reports the t10k test accuracy of float32 and int8 and the speed of trugrade's own
 inference path (model.forward) in float32 and int8 at batch 128 and batch 1, timed
-alternately in the same process. Also the onnxruntime accuracy of the QDQ export when
-onnxruntime is installed. No PyTorch side: this compares trugrade with itself."""
+alternately in the same process. Also the onnxruntime accuracy of the QDQ export
+(bench/ort_int8.py, when onnxruntime is installed). No PyTorch side: this compares trugrade with itself."""
 import os
 import shutil
 import tempfile
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .common import best_time, print_table
+from .common import best_time, print_table, run_torch
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIG = REPO / "configs" / "fashion_mnist_cnn.yaml"
@@ -54,18 +54,13 @@ def measure(model, data_path, calib_limit=512, quick=False, onnx_dir=None):
         result[f"fp32_ms_batch{batch}"] = 1000 * min(fp32)
         result[f"int8_ms_batch{batch}"] = 1000 * min(int8)
         result[f"speedup_batch{batch}"] = min(fp32) / min(int8)
-    if onnx_dir is not None:
-        try:
-            import onnxruntime
-        except ImportError:
-            onnxruntime = None
-        if onnxruntime is not None:
-            path = os.path.join(onnx_dir, "fashioncnn-int8.onnx")
-            trugrade.export_onnx(quantized, path)
-            session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
-            xs = model._prepare(images)
-            logits = np.concatenate([session.run(None, {"input": xs[s:s + 500]})[0] for s in range(0, len(xs), 500)])
-            result["onnxruntime_int8_accuracy"] = float((logits.argmax(1) == labels).mean())
+    if onnx_dir is not None:   # onnxruntime runs in bench/ort_int8.py: a reference, never imported here
+        path = os.path.join(onnx_dir, "fashioncnn-int8.onnx")
+        trugrade.export_onnx(quantized, path)
+        np.save(os.path.join(onnx_dir, "images.npy"), model._prepare(images))
+        np.save(os.path.join(onnx_dir, "labels.npy"), np.asarray(labels, np.int64))
+        result.update(run_torch("ort_int8.py", path, os.path.join(onnx_dir, "images.npy"),
+                                os.path.join(onnx_dir, "labels.npy")) or {})
     return result
 
 
