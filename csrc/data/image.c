@@ -161,6 +161,28 @@ typedef struct mapped_file {
 
 #define SMALL_FILE_BYTES (1 << 20)
 
+tg_status tg_image_open_file(const char *path, int *fd, int64_t *size_bytes)
+{
+    *fd = -1;
+    *size_bytes = -1;
+    if (!path) return tg_error(TG_STATUS_VALUE, "image path is NULL");
+    int opened = open(path, O_RDONLY | O_CLOEXEC);
+    if (opened < 0) return tg_error(TG_STATUS_IO, "%s: cannot open the image: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(opened, &st) != 0) {
+        int err = errno;
+        close(opened);
+        return tg_error(TG_STATUS_IO, "%s: cannot stat the image: %s", path, strerror(err));
+    }
+    *size_bytes = (int64_t)st.st_size;
+    if (!S_ISREG(st.st_mode)) {
+        close(opened);
+        return tg_error(TG_STATUS_IO, "%s: not a regular file (a directory or device?)", path);
+    }
+    *fd = opened;
+    return TG_STATUS_OK;
+}
+
 /* NOTE: a large file is mapped, not read: a probe touches only the header's pages,
  * and a large NPY or IDX is not held twice. A small file (up to SMALL_FILE_BYTES)
  * is read: mapping it costs more (page faults; and with several threads each
@@ -170,20 +192,10 @@ static tg_status map_file(const char *path, mapped_file *file)
 {
     static const uint8_t empty[1] = {0};
     memset(file, 0, sizeof *file);
-    if (!path) return tg_error(TG_STATUS_VALUE, "image path is NULL");
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tg_error(TG_STATUS_IO, "%s: cannot open the image: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return tg_error(TG_STATUS_IO, "%s: cannot stat the image: %s", path, strerror(err));
-    }
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return tg_error(TG_STATUS_IO, "%s: not a regular file (a directory or device?)", path);
-    }
-    file->size = (size_t)st.st_size;
+    int fd;
+    int64_t size_bytes;
+    TG_TRY(tg_image_open_file(path, &fd, &size_bytes));
+    file->size = (size_t)size_bytes;
     file->data = empty;
     if (file->size > 0 && file->size <= SMALL_FILE_BYTES) {
         file->copy = malloc(file->size);

@@ -54,6 +54,11 @@ typedef struct tg_image_info {
 /* "PNG", "JPEG", "DICOM", "IDX", "NPY", "unknown". */
 const char *tg_image_format_name(tg_image_format format);
 
+/* Opens path read-only and checks it is a regular file: *fd (the caller closes it) and
+ * *size_bytes (also set, with *fd -1, when the path is not a regular file). On error
+ * nothing stays open and the status names the file and the reason. */
+tg_status tg_image_open_file(const char *path, int *fd, int64_t *size_bytes);
+
 /* Reads the header only: format (by content, not extension), size, channels, dtype. */
 tg_status tg_image_probe(const char *path, tg_image_info *info);
 

@@ -256,20 +256,9 @@ static tg_status read_file(const char *path, file_buffer *buffer, size_t *size, 
 {
     *size = 0;
     *size_bytes = -1;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return tg_error(TG_STATUS_IO, "%s: cannot open the image: %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fd, &st) != 0) {
-        int err = errno;
-        close(fd);
-        return tg_error(TG_STATUS_IO, "%s: cannot stat the image: %s", path, strerror(err));
-    }
-    *size_bytes = (int64_t)st.st_size;
-    if (!S_ISREG(st.st_mode)) {
-        close(fd);
-        return tg_error(TG_STATUS_IO, "%s: not a regular file (a directory or device?)", path);
-    }
-    size_t want = (size_t)st.st_size;
+    int fd;
+    TG_TRY(tg_image_open_file(path, &fd, size_bytes));
+    size_t want = (size_t)*size_bytes;
     if (want + 1 > buffer->capacity) {
         size_t capacity = want + 1 > 2 * buffer->capacity ? want + 1 : 2 * buffer->capacity;
         uint8_t *grown = realloc(buffer->data, capacity);
@@ -584,11 +573,13 @@ static int popcount_portable(uint64_t x)
     return (int)((x * UINT64_C(0x0101010101010101)) >> 56);
 }
 
-__attribute__((target("popcnt"))) static int64_t row_pairs_hw(const uint64_t *hashes, int64_t i, int64_t n,
-                                                               int max_distance, int64_t *out /* [?, 3] */)
+/* Pairs (i, j) for j in [j, n) within max_distance, written from out[3 * found] on (out NULL:
+ * counted only); returns found plus the pairs this call found. */
+__attribute__((target("popcnt"))) static int64_t row_pairs_hw(const uint64_t *hashes, int64_t i, int64_t j, int64_t n,
+                                                               int max_distance, int64_t *out /* [?, 3] */,
+                                                               int64_t found)
 {
-    int64_t found = 0;
-    for (int64_t j = i + 1; j < n; j++) {
+    for (; j < n; j++) {
         int d = popcount_hw(hashes[i] ^ hashes[j]);
         if (d > max_distance) continue;
         if (out) {
@@ -622,17 +613,7 @@ row_pairs_avx512(const uint64_t *hashes, int64_t i, int64_t n, int max_distance,
             found++;
         }
     }
-    for (; j < n; j++) {
-        int d = __builtin_popcountll(hashes[i] ^ hashes[j]);
-        if (d > max_distance) continue;
-        if (out) {
-            out[3 * found] = i;
-            out[3 * found + 1] = j;
-            out[3 * found + 2] = d;
-        }
-        found++;
-    }
-    return found;
+    return row_pairs_hw(hashes, i, j, n, max_distance, out, found);
 }
 
 static void pairs_of_row(pairs_job *job, int64_t i)
@@ -644,7 +625,7 @@ static void pairs_of_row(pairs_job *job, int64_t i)
     }
     if (__builtin_cpu_supports("popcnt")) {
         int64_t *out = job->offsets ? job->pairs + 3 * job->offsets[i] : NULL;
-        job->counts[i] = row_pairs_hw(job->hashes, i, job->n, job->max_distance, out);
+        job->counts[i] = row_pairs_hw(job->hashes, i, i + 1, job->n, job->max_distance, out, 0);
         return;
     }
     uint64_t h = job->hashes[i];
